@@ -1,0 +1,149 @@
+/* athena-collector: flags, wiring and signals of the bus-to-PostgreSQL collector. */
+#include "am_config.h"
+#include "am_error.h"
+#include "am_http.h"
+#include "am_log.h"
+#include "chunkq.h"
+#include "receiver.h"
+#include "stats.h"
+#include "writer.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *database_url;
+static const char *bus_listen;
+static const char *listen_addr;
+static long long queue_max_mib;
+static long long batch_rows;
+static long long recvbuf;
+static long long backoff_max_ms;
+static long long shutdown_timeout_ms;
+static long long max_streams;
+static bool migrate_only;
+
+static const struct am_setting settings[] = {
+    {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
+     "PostgreSQL connection URL", &database_url},
+    {"bus-listen", "METRICS_BUS_LISTEN", AM_SET_STRING, "tcp://0.0.0.0:5556", 0, 0,
+     "bus URL the SUB socket listens on", &bus_listen},
+    {"listen", "LISTEN_ADDR", AM_SET_STRING, "0.0.0.0:9100", 0, 0,
+     "host:port for /health, /ready and /metrics", &listen_addr},
+    {"queue-max-mib", "COLLECTOR_QUEUE_MAX_MIB", AM_SET_INT, "32", 1, 4096,
+     "memory for metrics waiting on the database; past it new batches are dropped and counted",
+     &queue_max_mib},
+    {"batch-rows", "COLLECTOR_BATCH_ROWS", AM_SET_INT, "10000", 1, 1000000,
+     "metrics per insert transaction at most", &batch_rows},
+    {"recv-buf", "COLLECTOR_RECV_BUF", AM_SET_INT, "8192", 1, 8192,
+     "bus messages buffered by the SUB socket (NNG_OPT_RECVBUF)", &recvbuf},
+    {"backoff-max-ms", "COLLECTOR_BACKOFF_MAX_MS", AM_SET_INT, "5000", 100, 600000,
+     "cap of the database reconnect backoff", &backoff_max_ms},
+    {"shutdown-timeout-ms", "COLLECTOR_SHUTDOWN_TIMEOUT_MS", AM_SET_INT, "30000", 0, 3600000,
+     "on SIGTERM, how long to keep trying to store what is held", &shutdown_timeout_ms},
+    {"max-streams", "COLLECTOR_MAX_STREAMS", AM_SET_INT, "65536", 16, 10000000,
+     "publisher streams tracked for gap detection", &max_streams},
+    {"migrate", NULL, AM_SET_ACTION, NULL, 0, 0, "apply the schema migrations and exit",
+     &migrate_only},
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    stop = 1;
+}
+
+static void handle_http(void *arg, const struct am_http_request *req, struct am_http_response *resp)
+{
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        am_http_error(resp, 405, "method not allowed");
+    } else if (!strcmp(req->path, "/health")) {
+        am_http_reply(resp, 200, "application/json", "{\"status\": \"ok\"}");
+    } else if (!strcmp(req->path, "/ready")) {
+        if (atomic_load(&cl_stats.db_up))
+            am_http_reply(resp, 200, "application/json", "{\"status\": \"ready\"}");
+        else
+            am_http_error(resp, 503, "database unreachable");
+    } else if (!strcmp(req->path, "/metrics")) {
+        struct am_buf b;
+        am_buf_init(&b, 1 << 20);
+        cl_stats_write(&b);
+        resp->status = 200;
+        resp->content_type = "text/plain; version=0.0.4";
+        resp->body = am_buf_take(&b, &resp->body_len);
+    } else {
+        am_http_error(resp, 404, "not found");
+    }
+}
+
+static int run_migrations(void)
+{
+    PGconn *conn = NULL;
+    if (cl_writer_connect(database_url, &conn) != AM_OK) {
+        fprintf(stderr, "athena-collector: migrations failed (see the log above)\n");
+        return 1;
+    }
+    PQfinish(conn);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cl_chunkq q;
+    cl_writer *writer = NULL;
+    am_http_server *http = NULL;
+    int status = 0;
+
+    am_config_load(settings, sizeof settings / sizeof settings[0], argc, argv, "athena-collector",
+                   "Subscribes to the metric bus and stores every metric in PostgreSQL, once.");
+    if (migrate_only)
+        return run_migrations();
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (am_http_start(&http, listen_addr, NULL, handle_http, NULL) != AM_OK) {
+        fprintf(stderr, "athena-collector: cannot serve HTTP on %s\n", listen_addr);
+        return 2;
+    }
+    cl_chunkq_init(&q, (size_t)queue_max_mib << 20);
+    struct cl_writer_config wcfg = {
+        .database_url = database_url,
+        .batch_rows = (size_t)batch_rows,
+        .backoff_max_ms = (int)backoff_max_ms,
+        .shutdown_timeout_ms = (int)shutdown_timeout_ms,
+    };
+    if (cl_writer_start(&writer, &wcfg, &q) != AM_OK) {
+        am_log_error("cannot start the writer");
+        status = 1;
+        goto out;
+    }
+    struct cl_receiver_config rcfg = {
+        .listen_url = bus_listen,
+        .recvbuf = (int)recvbuf,
+        .max_streams = (size_t)max_streams,
+    };
+    am_log_info("athena-collector %s: http on %s", AM_VERSION, listen_addr);
+    if (cl_receiver_run(&rcfg, &q, &stop) != AM_OK)
+        status = 2;
+
+    am_log_info("flushing %llu queued metrics",
+                (unsigned long long)atomic_load(&cl_stats.queue_rows));
+    cl_chunkq_close(&q);
+    cl_writer_stop(writer);
+    am_log_info("stopped: %llu metrics stored, %llu duplicates, %llu dropped at shutdown",
+                (unsigned long long)atomic_load(&cl_stats.metrics_inserted),
+                (unsigned long long)atomic_load(&cl_stats.metrics_duplicate),
+                (unsigned long long)atomic_load(&cl_stats.dropped_shutdown));
+out:
+    am_http_stop(http);
+    cl_chunkq_destroy(&q);
+    return status;
+}

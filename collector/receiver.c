@@ -1,0 +1,137 @@
+/* The bus receiver: decode, validate, track sequences, queue rows for the writer. */
+#include "receiver.h"
+#include "am_error.h"
+#include "am_log.h"
+#include "am_metric.h"
+#include "rowfmt.h"
+#include "stats.h"
+#include "streams.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void count_malformed(const char *why)
+{
+    if (!strcmp(why, "oversize"))
+        atomic_fetch_add(&cl_stats.frames_malformed_oversize, 1);
+    else if (!strcmp(why, "bad_magic"))
+        atomic_fetch_add(&cl_stats.frames_malformed_bad_magic, 1);
+    else if (!strcmp(why, "not_protobuf"))
+        atomic_fetch_add(&cl_stats.frames_malformed_not_protobuf, 1);
+    else
+        atomic_fetch_add(&cl_stats.frames_malformed_bad_header, 1);
+}
+
+static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, cl_streams *streams)
+{
+    Athena__Metrics__MetricBatch *batch = NULL;
+    const char *why = NULL;
+    struct am_buf rows;
+    unsigned invalid = 0;
+
+    atomic_fetch_add(&cl_stats.frames_received, 1);
+    if (am_frame_decode(data, len, &batch, &why)) {
+        count_malformed(why);
+        am_log_debug("dropped a malformed bus message of %zu bytes: %s", len, why);
+        return;
+    }
+    atomic_fetch_add(&cl_stats.metrics_received, batch->n_metrics);
+
+    struct cl_seen seen;
+    cl_streams_see(streams, batch->source_id, batch->epoch, batch->first_seq, batch->n_metrics,
+                   &seen);
+    atomic_store(&cl_stats.streams, cl_streams_count(streams));
+    if (seen.gap > 0) {
+        atomic_fetch_add(&cl_stats.metrics_gap, (uint64_t)seen.gap);
+        am_log_warn("gap in %s epoch %lld: %lld metrics missing from seq %lld", batch->source_id,
+                    (long long)batch->epoch, (long long)seen.gap, (long long)seen.gap_from);
+    } else if (seen.new_stream) {
+        am_log_info("new stream %s epoch %lld at seq %lld", batch->source_id,
+                    (long long)batch->epoch, (long long)batch->first_seq);
+    }
+
+    /* Rows take about 1.5 times their packed size in COPY text. */
+    am_buf_init(&rows, AM_FRAME_MAX * 4);
+    long nrows = cl_rowfmt_batch(&rows, batch, &invalid);
+    if (invalid) {
+        atomic_fetch_add(&cl_stats.metrics_invalid, invalid);
+        am_log_warn("dropped %u invalid metrics from %s", invalid, batch->source_id);
+    }
+    if (nrows < 0) {
+        atomic_fetch_add(&cl_stats.dropped_queue_full, batch->n_metrics - invalid);
+        am_log_error("a batch from %s did not fit its row buffer", batch->source_id);
+        goto out;
+    }
+    if (nrows == 0)
+        goto out;
+
+    struct cl_chunk *c = calloc(1, sizeof *c);
+    if (!c) {
+        atomic_fetch_add(&cl_stats.dropped_queue_full, (uint64_t)nrows);
+        goto out;
+    }
+    c->nrows = (uint32_t)nrows;
+    c->rows = am_buf_take(&rows, &c->len);
+    if (cl_chunkq_push(q, c) != AM_OK) {
+        static uint64_t full_events;
+        if (full_events++ % 1000 == 0)
+            am_log_error("writer queue full: dropping %ld metrics from %s (occurrence %llu)", nrows,
+                         batch->source_id, (unsigned long long)full_events);
+        atomic_fetch_add(&cl_stats.dropped_queue_full, (uint64_t)nrows);
+        cl_chunk_free(c);
+    }
+out:
+    am_buf_free(&rows);
+    athena__metrics__metric_batch__free_unpacked(batch, NULL);
+}
+
+int cl_receiver_run(const struct cl_receiver_config *cfg, struct cl_chunkq *q,
+                    volatile sig_atomic_t *stop)
+{
+    nng_socket sock;
+    cl_streams *streams = NULL;
+    int rv;
+    int rc = AM_OK;
+
+    if (cl_streams_new(&streams, cfg->max_streams))
+        return AM_ENOMEM;
+    if ((rv = nng_sub0_open(&sock)) != 0) {
+        am_log_error("cannot open SUB socket: %s", nng_strerror(rv));
+        cl_streams_free(streams);
+        return AM_ENET;
+    }
+    nng_socket_set(sock, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+    /*
+     * NNG drops the connection of a peer sending past RECVMAXSZ before reading
+     * the frame; frames between AM_FRAME_MAX and it are read and counted.
+     */
+    nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 2 * AM_FRAME_MAX);
+    nng_socket_set_int(sock, NNG_OPT_RECVBUF, cfg->recvbuf);
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 100);
+    if ((rv = nng_listen(sock, cfg->listen_url, NULL, 0)) != 0) {
+        am_log_error("cannot listen on %s: %s", cfg->listen_url, nng_strerror(rv));
+        rc = AM_ENET;
+        goto out;
+    }
+    am_log_info("receiving metrics on %s", cfg->listen_url);
+
+    while (!*stop) {
+        nng_msg *msg = NULL;
+        rv = nng_recvmsg(sock, &msg, 0);
+        if (rv == NNG_ETIMEDOUT)
+            continue;
+        if (rv != 0) {
+            am_log_warn("bus receive failed: %s", nng_strerror(rv));
+            continue;
+        }
+        handle_frame(nng_msg_body(msg), nng_msg_len(msg), q, streams);
+        nng_msg_free(msg);
+    }
+    am_log_info("stopped receiving");
+out:
+    nng_close(sock);
+    cl_streams_free(streams);
+    return rc;
+}

@@ -1,0 +1,22 @@
+/* The bus receiver: a SUB socket whose frames become row chunks on the writer's queue. */
+#ifndef CL_RECEIVER_H
+#define CL_RECEIVER_H
+
+#include "chunkq.h"
+
+#include <signal.h>
+
+struct cl_receiver_config {
+    const char *listen_url; /* METRICS_BUS_LISTEN */
+    int recvbuf;            /* NNG_OPT_RECVBUF, messages */
+    size_t max_streams;     /* publisher streams tracked for gaps */
+};
+
+/*
+ * Receives until *stop becomes non-zero, handing chunks to q; never waits on
+ * the database. Returns 0, or AM_ENET when the socket cannot listen.
+ */
+int cl_receiver_run(const struct cl_receiver_config *cfg, struct cl_chunkq *q,
+                    volatile sig_atomic_t *stop);
+
+#endif

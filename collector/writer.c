@@ -1,0 +1,367 @@
+/* The database writer: COPY into a staging table, then an idempotent insert, one transaction. */
+#include "writer.h"
+#include "am_clock.h"
+#include "am_error.h"
+#include "am_log.h"
+#include "migrate.h"
+#include "rowfmt.h"
+#include "stats.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct cl_writer {
+    struct cl_writer_config cfg;
+    struct cl_chunkq *q;
+    pthread_t thread;
+    PGconn *conn;
+    _Atomic bool stopping;
+    int64_t stop_deadline_ns;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+};
+
+enum { WRITE_OK, WRITE_RETRY, WRITE_DATA };
+
+static const char stage_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS am_stage ("
+    "  ts_us bigint, model text, backend text, latency_seconds double precision,"
+    "  tokens integer, tokens_per_second double precision, prompt_tokens integer,"
+    "  ttft_seconds double precision, status text, error_type text, request_id text,"
+    "  session_id text, user_id text, zone text, intent text, device_id text, source text,"
+    "  stage text, source_id text, epoch bigint, seq bigint"
+    ") ON COMMIT DELETE ROWS";
+
+static const char insert_sql[] =
+    "INSERT INTO llm_performance_metric (timestamp, model, backend, latency_seconds, tokens,"
+    "  tokens_per_second, prompt_tokens, ttft_seconds, status, error_type, request_id,"
+    "  session_id, user_id, zone, intent, device_id, source, stage, source_id, epoch, seq) "
+    "SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', model, backend,"
+    "  latency_seconds, tokens, tokens_per_second, prompt_tokens, ttft_seconds, status,"
+    "  error_type, request_id, session_id, user_id, zone, intent, device_id, source, stage,"
+    "  source_id, epoch, seq FROM am_stage "
+    "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
+
+int cl_writer_connect(const char *database_url, PGconn **out)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle", NULL};
+    const char *vals[] = {database_url, "5", "athena-collector", "30", NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        /* The message may carry the password only if the URL does; it never echoes it. */
+        am_log_warn("database connection failed: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return AM_EDB;
+    }
+    if (cl_migrate(conn)) {
+        PQfinish(conn);
+        return AM_EDB;
+    }
+    *out = conn;
+    return AM_OK;
+}
+
+static int prepare_session(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, stage_sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        am_log_warn("creating the staging table failed: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    if (!ok)
+        return AM_EDB;
+    res = PQprepare(conn, "am_insert", insert_sql, 0, NULL);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        am_log_warn("preparing the insert failed: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    return ok ? AM_OK : AM_EDB;
+}
+
+/* Classifies a failed result: bad rows are not worth retrying, everything else is. */
+static int classify(PGconn *conn, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (PQstatus(conn) != CONNECTION_OK)
+        return WRITE_RETRY;
+    if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
+        return WRITE_DATA;
+    return WRITE_RETRY;
+}
+
+static int simple(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    int rc = WRITE_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        am_log_warn("%s failed: %s", sql, PQresultErrorMessage(res));
+        rc = classify(conn, res);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Drains results left after an error so the connection can take the next command. */
+static void drain(PGconn *conn)
+{
+    PGresult *res;
+    while ((res = PQgetResult(conn)) != NULL)
+        PQclear(res);
+}
+
+/* Writes the chunks of list (n rows in all) in one transaction. */
+static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t *inserted)
+{
+    PGconn *conn = w->conn;
+    PGresult *res = NULL;
+    int rc;
+
+    if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
+        return rc;
+    res = PQexec(conn, "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN");
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        am_log_warn("COPY failed to start: %s", PQresultErrorMessage(res));
+        rc = classify(conn, res);
+        goto fail;
+    }
+    PQclear(res);
+    res = NULL;
+    for (struct cl_chunk *c = list; c; c = c->next) {
+        if (PQputCopyData(conn, c->rows, (int)c->len) != 1) {
+            am_log_warn("COPY data failed: %s", PQerrorMessage(conn));
+            rc = WRITE_RETRY;
+            goto fail;
+        }
+    }
+    if (PQputCopyEnd(conn, NULL) != 1) {
+        am_log_warn("COPY end failed: %s", PQerrorMessage(conn));
+        rc = WRITE_RETRY;
+        goto fail;
+    }
+    res = PQgetResult(conn);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        am_log_warn("COPY of %zu rows failed: %s", rows, PQresultErrorMessage(res));
+        rc = classify(conn, res);
+        goto fail;
+    }
+    PQclear(res);
+    drain(conn);
+    res = PQexecPrepared(conn, "am_insert", 0, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        am_log_warn("insert of %zu rows failed: %s", rows, PQresultErrorMessage(res));
+        rc = classify(conn, res);
+        goto fail;
+    }
+    *inserted = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    res = NULL;
+    if ((rc = simple(conn, "COMMIT")) != WRITE_OK)
+        return rc;
+    return WRITE_OK;
+
+fail:
+    PQclear(res);
+    drain(conn);
+    if (PQstatus(conn) == CONNECTION_OK && simple(conn, "ROLLBACK") != WRITE_OK)
+        rc = WRITE_RETRY;
+    return rc;
+}
+
+static bool past_deadline(cl_writer *w)
+{
+    return atomic_load(&w->stopping) && am_clock_mono_ns() >= w->stop_deadline_ns;
+}
+
+/* Sleeps ms, or less when stop is called. */
+static void nap(cl_writer *w, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!atomic_load(&w->stopping)) {
+        pthread_cond_timedwait(&w->wake, &w->mu, &ts);
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    pthread_mutex_unlock(&w->mu);
+    /* Flushing at shutdown: keep trying, but not in a tight loop. */
+    struct timespec short_nap = {0, (ms < 100 ? ms : 100) * 1000000L};
+    nanosleep(&short_nap, NULL);
+}
+
+/* Connects with capped exponential backoff until it works or the stop deadline passes. */
+static int ensure_connected(cl_writer *w)
+{
+    static bool connected_before;
+    int backoff = 100;
+
+    while (!w->conn) {
+        if (past_deadline(w))
+            return AM_ETIMEDOUT;
+        PGconn *conn = NULL;
+        if (cl_writer_connect(w->cfg.database_url, &conn) == AM_OK &&
+            prepare_session(conn) == AM_OK) {
+            w->conn = conn;
+            if (connected_before)
+                atomic_fetch_add(&cl_stats.db_reconnects, 1);
+            connected_before = true;
+            atomic_store(&cl_stats.db_up, 1);
+            am_log_info("database connected");
+            break;
+        }
+        PQfinish(conn);
+        atomic_store(&cl_stats.db_up, 0);
+        nap(w, backoff);
+        backoff = backoff * 2 > w->cfg.backoff_max_ms ? w->cfg.backoff_max_ms : backoff * 2;
+    }
+    return AM_OK;
+}
+
+static void disconnect(cl_writer *w)
+{
+    PQfinish(w->conn);
+    w->conn = NULL;
+    atomic_store(&cl_stats.db_up, 0);
+}
+
+static void release_all(cl_writer *w, struct cl_chunk *list)
+{
+    while (list) {
+        struct cl_chunk *next = list->next;
+        cl_chunkq_release(w->q, list);
+        list = next;
+    }
+}
+
+/* Writes list, retrying through outages; returns false when the stop deadline passed. */
+static bool write_list(cl_writer *w, struct cl_chunk *list)
+{
+    size_t rows = 0;
+    for (struct cl_chunk *c = list; c; c = c->next)
+        rows += c->nrows;
+
+    for (;;) {
+        if (ensure_connected(w) != AM_OK)
+            return false;
+        uint64_t inserted = 0;
+        int64_t t0 = am_clock_mono_ns();
+        int rc = write_txn(w, list, rows, &inserted);
+        if (rc == WRITE_OK) {
+            am_prom_observe(&cl_stats.insert_seconds, (double)(am_clock_mono_ns() - t0) / 1e9);
+            am_prom_observe(&cl_stats.batch_rows, (double)rows);
+            atomic_fetch_add(&cl_stats.metrics_inserted, inserted);
+            atomic_fetch_add(&cl_stats.metrics_duplicate, rows - inserted);
+            release_all(w, list);
+            return true;
+        }
+        atomic_fetch_add(&cl_stats.db_errors, 1);
+        if (rc == WRITE_DATA) {
+            if (!list->next) {
+                am_log_error("dropping %u rows the database rejected", list->nrows);
+                atomic_fetch_add(&cl_stats.dropped_rejected, list->nrows);
+                release_all(w, list);
+                return true;
+            }
+            /* Find the bad chunk by writing them one at a time. */
+            while (list) {
+                struct cl_chunk *next = list->next;
+                list->next = NULL;
+                if (!write_list(w, list)) {
+                    list->next = next;
+                    release_all(w, list);
+                    return false;
+                }
+                list = next;
+            }
+            return true;
+        }
+        disconnect(w);
+        nap(w, 200);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    cl_writer *w = arg;
+    struct cl_chunk *list = NULL;
+
+    for (;;) {
+        size_t n = cl_chunkq_take(w->q, w->cfg.batch_rows, 200, &list);
+        if (n == 0) {
+            if (atomic_load(&w->stopping))
+                break;
+            if (!w->conn)
+                ensure_connected(w); /* connect early so /ready tells the truth */
+            continue;
+        }
+        if (!write_list(w, list)) {
+            /* The stop deadline passed with the database away. */
+            size_t lost = 0;
+            for (struct cl_chunk *c = list; c; c = c->next)
+                lost += c->nrows;
+            release_all(w, list);
+            struct cl_chunk *rest = NULL;
+            while (cl_chunkq_take(w->q, (size_t)-1, 0, &rest) > 0) {
+                for (struct cl_chunk *c = rest; c; c = c->next)
+                    lost += c->nrows;
+                release_all(w, rest);
+            }
+            atomic_fetch_add(&cl_stats.dropped_shutdown, lost);
+            am_log_error("shutting down with the database unreachable: %zu metrics not stored",
+                         lost);
+            break;
+        }
+    }
+    if (w->conn)
+        disconnect(w);
+    return NULL;
+}
+
+int cl_writer_start(cl_writer **out, const struct cl_writer_config *cfg, struct cl_chunkq *q)
+{
+    cl_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return AM_ENOMEM;
+    w->cfg = *cfg;
+    w->q = q;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return AM_ENOMEM;
+    }
+    *out = w;
+    return AM_OK;
+}
+
+void cl_writer_stop(cl_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop_deadline_ns = am_clock_mono_ns() + (int64_t)w->cfg.shutdown_timeout_ms * 1000000;
+    atomic_store(&w->stopping, true);
+    pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}

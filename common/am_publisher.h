@@ -1,0 +1,75 @@
+/* The metric publisher: a bounded queue in front of an NNG PUB socket. */
+#ifndef AM_PUBLISHER_H
+#define AM_PUBLISHER_H
+
+#include "am_buf.h"
+#include "am_metric.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct am_publisher am_publisher;
+
+struct am_publisher_config {
+    bool enabled;          /* false: every call is a no-op (METRICS_ENABLED=false) */
+    const char *urls;      /* comma-separated bus URLs to dial (METRICS_BUS_URLS) */
+    const char *source_id; /* publisher identity; NULL: "<program>@<hostname>" */
+    size_t queue_max; /* metrics held at most; the oldest is dropped past it (default 100000) */
+    size_t queue_max_bytes; /* bytes held at most, same policy (default 32 MiB) */
+    unsigned batch_max;     /* metrics per bus message (default 512) */
+    unsigned batch_ms;      /* a partial batch waits at most this long (default 50) */
+    unsigned linger_ms; /* on close, time allowed to reach a subscriber and drain (default 2000) */
+    int sendbuf;        /* NNG_OPT_SENDBUF, messages per subscriber (default 8192) */
+};
+
+/* Fills cfg with the defaults above (enabled, tcp://127.0.0.1:5556). */
+void am_publisher_config_init(struct am_publisher_config *cfg);
+
+struct am_publisher_stats {
+    uint64_t queued;                /* accepted by am_publisher_send */
+    uint64_t sent;                  /* handed to the bus */
+    uint64_t batches;               /* bus messages sent */
+    uint64_t dropped_queue_full;    /* oldest dropped while subscribers were connected */
+    uint64_t dropped_no_subscriber; /* oldest dropped while held with no subscriber */
+    uint64_t dropped_invalid;       /* rejected by validation or over AM_METRIC_MAX_PACKED */
+    uint64_t dropped_send_error;    /* the bus refused the message */
+    uint64_t dropped_shutdown;      /* still held when close gave up */
+    uint64_t held;                  /* in the queue now */
+    uint64_t held_bytes;
+    int subscribers; /* connected subscriber pipes now */
+    int64_t epoch;
+    char source_id[256];
+};
+
+/*
+ * Starts a publisher: dials every URL (retrying in the background) and
+ * starts the sender thread. On success *out is owned by the caller and
+ * freed with am_publisher_close. With enabled false nothing is dialled.
+ */
+int am_publisher_open(am_publisher **out, const struct am_publisher_config *cfg);
+
+/*
+ * Copies m into the queue and returns without waiting on the network.
+ * Thread-safe. Returns 0, AM_EINVAL (m rejected, counted as dropped_invalid)
+ * or AM_ENOMEM; the caller's request never depends on it. A full queue
+ * drops its oldest metric, not this one. pub may be NULL (a no-op).
+ */
+int am_publisher_send(am_publisher *pub, const struct am_metric *m);
+
+/* Waits until the queue is empty or timeout_ms passes; returns 0 or AM_ETIMEDOUT. */
+int am_publisher_flush(am_publisher *pub, int timeout_ms);
+
+/* A consistent snapshot of the counters. */
+void am_publisher_stats(am_publisher *pub, struct am_publisher_stats *st);
+
+/* Appends the counters in Prometheus text format, names prefixed with prefix. */
+void am_publisher_write_prom(am_publisher *pub, struct am_buf *b, const char *prefix);
+
+/*
+ * Sends what is held (waiting up to linger_ms for a subscriber), closes the
+ * socket and frees pub. What could not be sent is counted as
+ * dropped_shutdown, in *final when it is not NULL. Accepts NULL.
+ */
+void am_publisher_close(am_publisher *pub, struct am_publisher_stats *final);
+
+#endif

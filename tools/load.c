@@ -1,0 +1,220 @@
+/* athena-metrics-load: publishes synthetic, realistic metrics through the publisher library. */
+#include "am_clock.h"
+#include "am_config.h"
+#include "am_error.h"
+#include "am_log.h"
+#include "am_publisher.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *urls;
+static const char *source_id;
+static long long count;
+static long long rate;
+static long long seed;
+static long long linger_ms;
+static long long queue_max;
+static long long batch_max;
+static long long batch_ms;
+static bool measure;
+
+static const struct am_setting settings[] = {
+    {"url", "METRICS_BUS_URLS", AM_SET_STRING, "tcp://127.0.0.1:5556", 0, 0,
+     "comma-separated bus URLs to publish to", &urls},
+    {"count", NULL, AM_SET_INT, "10000", 0, 1000000000, "metrics to publish", &count},
+    {"rate", NULL, AM_SET_INT, "0", 0, 100000000, "metrics per second (0: as fast as possible)",
+     &rate},
+    {"source-id", NULL, AM_SET_STRING, NULL, 0, 0,
+     "publisher identity (default: athena-metrics-load@hostname)", &source_id},
+    {"seed", NULL, AM_SET_INT, "1", 0, 1LL << 62, "seed of the synthetic data", &seed},
+    {"linger-ms", NULL, AM_SET_INT, "10000", 0, 3600000,
+     "at the end, how long to wait for a collector and for the queue to drain", &linger_ms},
+    {"queue-max", "METRICS_QUEUE_MAX", AM_SET_INT, "100000", 1, 100000000,
+     "metrics the publisher holds at most", &queue_max},
+    {"batch-max", "METRICS_BATCH_MAX", AM_SET_INT, "512", 1, 8192, "metrics per bus message",
+     &batch_max},
+    {"batch-ms", "METRICS_BATCH_MS", AM_SET_INT, "50", 1, 60000, "how long a partial batch waits",
+     &batch_ms},
+    {"measure", NULL, AM_SET_ACTION, NULL, 0, 0,
+     "time every publish call and print its percentiles", &measure},
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    stop = 1;
+}
+
+/* xorshift64*: fast and good enough for synthetic data. */
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ULL;
+}
+
+static double uniform(void)
+{
+    return (double)(rng() >> 11) / 9007199254740992.0;
+}
+
+static double normal(void)
+{
+    double u = uniform(), v = uniform();
+    if (u < 1e-12)
+        u = 1e-12;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+struct model {
+    const char *name;
+    double tps;    /* typical tokens per second */
+    double load_s; /* typical time to first token */
+};
+
+static const struct model models[] = {
+    {"phi3:mini", 62, 0.12},  {"llama3.1:8b", 34, 0.25}, {"mistral:7b", 38, 0.22},
+    {"qwen2.5:7b", 36, 0.24}, {"gemma2:2b", 75, 0.09},
+};
+static const char *const backends[] = {"ollama", "ollama", "ollama", "mlx"};
+static const char *const intents[] = {"weather_query", "music", "smart_home", "general", "timer"};
+static const char *const stages[] = {"classify", "synthesize", "validate"};
+static const char *const zones[] = {"kitchen", "living_room", "office", "bedroom"};
+static const char *const errors[] = {"timeout", "backend_unavailable", "http_502"};
+
+#define PICK(a) (a[rng() % (sizeof(a) / sizeof((a)[0]))])
+
+static void make_metric(struct am_metric *m, long long i, char *rid, char *sid, char *uid,
+                        char *dev)
+{
+    const struct model *md = &PICK(models);
+    bool orchestrator = rng() % 3 != 0;
+    int tokens = 20 + (int)(uniform() * uniform() * 600);
+    double tps = md->tps * exp(0.15 * normal());
+    double ttft = md->load_s * exp(0.3 * normal());
+    double latency = ttft + tokens / tps;
+
+    memset(m, 0, sizeof *m);
+    m->timestamp_us = am_clock_now_us() - (int64_t)(latency * 1e6);
+    m->model = md->name;
+    m->backend = PICK(backends);
+    m->latency_seconds = latency;
+    m->tokens = tokens;
+    m->tokens_per_second = tps;
+    m->has_prompt_tokens = true;
+    m->prompt_tokens = 30 + (int)(rng() % 400);
+    m->has_ttft = rng() % 2 == 0;
+    m->ttft_seconds = ttft;
+    if (rng() % 50 == 0) {
+        m->error = true;
+        m->error_type = PICK(errors);
+        m->tokens = 0;
+        m->tokens_per_second = 0;
+    }
+    snprintf(rid, 40, "req-%llx-%lld", (unsigned long long)(seed & 0xffff), i / 3);
+    snprintf(sid, 40, "sess-%llu", (unsigned long long)(rng() % 500));
+    snprintf(uid, 40, "user-%llu", (unsigned long long)(rng() % 50));
+    snprintf(dev, 40, "device-%llu", (unsigned long long)(rng() % 20));
+    m->request_id = rid;
+    m->session_id = sid;
+    m->user_id = uid;
+    m->device_id = dev;
+    m->zone = PICK(zones);
+    m->intent = PICK(intents);
+    m->source = orchestrator ? "orchestrator" : "gateway";
+    m->stage = orchestrator ? stages[i % 3] : NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    am_publisher *pub = NULL;
+    struct am_publisher_config cfg;
+    struct am_publisher_stats st;
+    int64_t *lat = NULL;
+
+    am_config_load(settings, sizeof settings / sizeof settings[0], argc, argv,
+                   "athena-metrics-load",
+                   "Publishes synthetic LLM call metrics on the bus and prints what it sent.");
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
+
+    am_publisher_config_init(&cfg);
+    cfg.urls = urls;
+    cfg.source_id = source_id;
+    cfg.linger_ms = (unsigned)linger_ms;
+    cfg.queue_max = (size_t)queue_max;
+    cfg.batch_max = (unsigned)batch_max;
+    cfg.batch_ms = (unsigned)batch_ms;
+    int rc = am_publisher_open(&pub, &cfg);
+    if (rc) {
+        fprintf(stderr, "athena-metrics-load: cannot publish to %s: %s\n", urls, am_strerror(rc));
+        return 2;
+    }
+    if (measure && count > 0) {
+        lat = malloc((size_t)count * sizeof *lat);
+        if (!lat) {
+            fprintf(stderr, "athena-metrics-load: out of memory for --measure\n");
+            return 1;
+        }
+    }
+
+    char rid[40], sid[40], uid[40], dev[40];
+    struct am_metric m;
+    int64_t start = am_clock_mono_ns();
+    long long i;
+    for (i = 0; i < count && !stop; i++) {
+        if (rate > 0) {
+            int64_t due = start + (int64_t)((double)i * 1e9 / (double)rate);
+            int64_t ahead = due - am_clock_mono_ns();
+            if (ahead > 200000) {
+                struct timespec ts = {ahead / 1000000000, ahead % 1000000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        make_metric(&m, i, rid, sid, uid, dev);
+        if (lat) {
+            int64_t t0 = am_clock_mono_ns();
+            am_publisher_send(pub, &m);
+            lat[i] = am_clock_mono_ns() - t0;
+        } else {
+            am_publisher_send(pub, &m);
+        }
+    }
+    double publish_s = (double)(am_clock_mono_ns() - start) / 1e9;
+    am_publisher_close(pub, &st);
+    double elapsed = (double)(am_clock_mono_ns() - start) / 1e9;
+    uint64_t dropped = st.dropped_queue_full + st.dropped_no_subscriber + st.dropped_invalid +
+                       st.dropped_send_error + st.dropped_shutdown;
+
+    printf("source_id=%s epoch=%lld published=%lld sent=%llu dropped=%llu "
+           "dropped_queue_full=%llu dropped_no_subscriber=%llu dropped_shutdown=%llu "
+           "publish_s=%.3f elapsed_s=%.3f rate=%.0f\n",
+           st.source_id, (long long)st.epoch, i, (unsigned long long)st.sent,
+           (unsigned long long)dropped, (unsigned long long)st.dropped_queue_full,
+           (unsigned long long)st.dropped_no_subscriber, (unsigned long long)st.dropped_shutdown,
+           publish_s, elapsed, publish_s > 0 ? (double)i / publish_s : 0.0);
+    if (lat && i > 0) {
+        qsort(lat, (size_t)i, sizeof *lat, cmp_i64);
+        printf("publish_call_ns p50=%lld p90=%lld p99=%lld p999=%lld max=%lld\n",
+               (long long)lat[i / 2], (long long)lat[i * 9 / 10], (long long)lat[i * 99 / 100],
+               (long long)lat[i * 999 / 1000], (long long)lat[i - 1]);
+    }
+    free(lat);
+    return dropped ? 1 : 0;
+}
