@@ -149,6 +149,24 @@ am_log_of() { printf '%s\n' "$AM_TEST_TMP/$1.log"; }
 # am_stop NAME [TIMEOUT_S]: SIGTERM the latest process started as NAME,
 # wait for it (SIGKILL after TIMEOUT_S, default 10) and return its exit
 # status, e.g. `am_stop collector || status=$?`.
+# am_wait NAME [TIMEOUT_S]: wait for the latest process started as NAME to
+# exit by itself (default 120 s, then the test fails) and return its status.
+am_wait() {
+	local pid status=0 deadline=$((SECONDS + ${2:-120}))
+	pid=$(am_pid "$1")
+	while kill -0 "$pid" 2>/dev/null; do
+		((SECONDS < deadline)) || am_fail "$1 did not exit within ${2:-120}s"
+		sleep 0.1
+	done
+	wait "$pid" || status=$?
+	return "$status"
+}
+
+# am_on_cleanup CMD...: run CMD at cleanup, before the processes are stopped
+# (for example to restart a database the test stopped).
+_am_cleanup_cmds=()
+am_on_cleanup() { _am_cleanup_cmds+=("$*"); }
+
 am_stop() {
 	local pid status=0
 	pid=$(am_pid "$1")
@@ -187,6 +205,11 @@ am_cleanup() {
 	set +e
 	trap - EXIT
 	trap '' INT TERM
+
+	local cmd
+	for cmd in "${_am_cleanup_cmds[@]}"; do
+		eval "$cmd"
+	done
 
 	local pids=()
 	for pid in "${_am_bg_pids[@]}"; do

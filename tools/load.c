@@ -22,6 +22,8 @@ static long long queue_max;
 static long long batch_max;
 static long long batch_ms;
 static bool measure;
+static const char *dump_path;
+static long long dump_every;
 
 static const struct am_setting settings[] = {
     {"url", "METRICS_BUS_URLS", AM_SET_STRING, "tcp://127.0.0.1:5556", 0, 0,
@@ -42,6 +44,10 @@ static const struct am_setting settings[] = {
      &batch_ms},
     {"measure", NULL, AM_SET_ACTION, NULL, 0, 0,
      "time every publish call and print its percentiles", &measure},
+    {"dump", NULL, AM_SET_STRING, NULL, 0, 0,
+     "write the published metrics as tab-separated rows to this file (for checks)", &dump_path},
+    {"dump-every", NULL, AM_SET_INT, "1", 1, 1000000000, "with --dump, write every Nth metric",
+     &dump_every},
 };
 
 static volatile sig_atomic_t stop;
@@ -134,6 +140,39 @@ static void make_metric(struct am_metric *m, long long i, char *rid, char *sid, 
     m->stage = orchestrator ? stages[i % 3] : NULL;
 }
 
+static void dump_text(FILE *f, const char *s, const char *sep)
+{
+    fputs(s ? s : "\\N", f);
+    fputs(sep, f);
+}
+
+/* One row in the column order of tests/integration/exactly_once.sh's check table. */
+static void dump_metric(FILE *f, long long seq, const struct am_metric *m)
+{
+    fprintf(f, "%lld\t%lld\t", seq, (long long)m->timestamp_us);
+    dump_text(f, m->model, "\t");
+    dump_text(f, m->backend, "\t");
+    fprintf(f, "%.17g\t%d\t%.17g\t", m->latency_seconds, m->tokens, m->tokens_per_second);
+    if (m->has_prompt_tokens)
+        fprintf(f, "%d\t", m->prompt_tokens);
+    else
+        fputs("\\N\t", f);
+    if (m->has_ttft)
+        fprintf(f, "%.17g\t", m->ttft_seconds);
+    else
+        fputs("\\N\t", f);
+    dump_text(f, m->error ? "error" : "ok", "\t");
+    dump_text(f, m->error_type, "\t");
+    dump_text(f, m->request_id, "\t");
+    dump_text(f, m->session_id, "\t");
+    dump_text(f, m->user_id, "\t");
+    dump_text(f, m->zone, "\t");
+    dump_text(f, m->intent, "\t");
+    dump_text(f, m->device_id, "\t");
+    dump_text(f, m->source, "\t");
+    dump_text(f, m->stage, "\n");
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -174,6 +213,11 @@ int main(int argc, char **argv)
         }
     }
 
+    FILE *dump = NULL;
+    if (dump_path && !(dump = fopen(dump_path, "w"))) {
+        fprintf(stderr, "athena-metrics-load: cannot write %s\n", dump_path);
+        return 2;
+    }
     char rid[40], sid[40], uid[40], dev[40];
     struct am_metric m;
     int64_t start = am_clock_mono_ns();
@@ -188,6 +232,8 @@ int main(int argc, char **argv)
             }
         }
         make_metric(&m, i, rid, sid, uid, dev);
+        if (dump && i % dump_every == 0)
+            dump_metric(dump, i, &m);
         if (lat) {
             int64_t t0 = am_clock_mono_ns();
             am_publisher_send(pub, &m);
@@ -197,6 +243,8 @@ int main(int argc, char **argv)
         }
     }
     double publish_s = (double)(am_clock_mono_ns() - start) / 1e9;
+    if (dump)
+        fclose(dump);
     am_publisher_close(pub, &st);
     double elapsed = (double)(am_clock_mono_ns() - start) / 1e9;
     uint64_t dropped = st.dropped_queue_full + st.dropped_no_subscriber + st.dropped_invalid +

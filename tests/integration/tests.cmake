@@ -1,0 +1,6 @@
+am_integration_test(collector_cli integration/collector_cli.sh)
+am_integration_test(exactly_once integration/exactly_once.sh)
+am_integration_test(publisher_first integration/publisher_first.sh)
+am_integration_test(duplicates integration/duplicates.sh)
+am_integration_test(garbage integration/garbage.sh)
+am_integration_test(db_outage integration/db_outage.sh SERIAL)
