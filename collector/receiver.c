@@ -74,6 +74,10 @@ static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, c
     }
     c->nrows = (uint32_t)nrows;
     c->rows = am_buf_take(&rows, &c->len);
+    /* The buffer grew by doubling; the queue's bound counts what it really holds. */
+    char *exact = realloc(c->rows, c->len + 1);
+    if (exact)
+        c->rows = exact;
     if (cl_chunkq_push(q, c) != AM_OK) {
         static uint64_t full_events;
         if (full_events++ % 1000 == 0)

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* COPY text escapes: backslash, and the delimiter and line characters. */
 static int put_text(struct am_buf *b, const char *s)
@@ -50,7 +51,13 @@ static int put_row(struct am_buf *b, const Athena__Metrics__Metric *m, const cha
     char num[160];
     int rc = 0;
 
-    snprintf(num, sizeof num, "%" PRId64 "\t", m->timestamp_us);
+    /* Validation keeps timestamps within 2000..2100, so the division is safe. */
+    time_t sec = (time_t)(m->timestamp_us / 1000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(num, sizeof num, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00\t", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(m->timestamp_us % 1000000));
     rc |= am_buf_append(b, num, strlen(num));
     rc |= put_text(b, m->model);
     rc |= put_text(b, m->backend);

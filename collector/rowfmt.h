@@ -5,9 +5,9 @@
 #include "am_buf.h"
 #include "am_metric.h"
 
-/* The staging table's columns, in the order rows are written. */
+/* The columns of llm_performance_metric (and its staging table), in the order rows are written. */
 #define CL_ROW_COLUMNS                                                                             \
-    "ts_us, model, backend, latency_seconds, tokens, tokens_per_second, prompt_tokens, "           \
+    "timestamp, model, backend, latency_seconds, tokens, tokens_per_second, prompt_tokens, "       \
     "ttft_seconds, status, error_type, request_id, session_id, user_id, zone, intent, device_id, " \
     "source, stage, source_id, epoch, seq"
 

@@ -28,24 +28,25 @@ struct cl_writer {
 
 enum { WRITE_OK, WRITE_RETRY, WRITE_DATA };
 
+/* Same columns and types as the table, so one COPY text serves both. */
 static const char stage_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS am_stage ("
-    "  ts_us bigint, model text, backend text, latency_seconds double precision,"
+    "  timestamp timestamptz, model text, backend text, latency_seconds double precision,"
     "  tokens integer, tokens_per_second double precision, prompt_tokens integer,"
     "  ttft_seconds double precision, status text, error_type text, request_id text,"
     "  session_id text, user_id text, zone text, intent text, device_id text, source text,"
     "  stage text, source_id text, epoch bigint, seq bigint"
     ") ON COMMIT DELETE ROWS";
 
-static const char insert_sql[] =
-    "INSERT INTO llm_performance_metric (timestamp, model, backend, latency_seconds, tokens,"
-    "  tokens_per_second, prompt_tokens, ttft_seconds, status, error_type, request_id,"
-    "  session_id, user_id, zone, intent, device_id, source, stage, source_id, epoch, seq) "
-    "SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', model, backend,"
-    "  latency_seconds, tokens, tokens_per_second, prompt_tokens, ttft_seconds, status,"
-    "  error_type, request_id, session_id, user_id, zone, intent, device_id, source, stage,"
-    "  source_id, epoch, seq FROM am_stage "
-    "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
+static const char insert_sql[] = "INSERT INTO llm_performance_metric (" CL_ROW_COLUMNS ") "
+                                 "SELECT " CL_ROW_COLUMNS " FROM am_stage "
+                                 "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
+
+/* Server notices (e.g. "already exists, skipping") go to the debug log, not stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    am_log_debug("database notice: %s", message);
+}
 
 int cl_writer_connect(const char *database_url, PGconn **out)
 {
@@ -58,6 +59,7 @@ int cl_writer_connect(const char *database_url, PGconn **out)
         PQfinish(conn);
         return AM_EDB;
     }
+    PQsetNoticeProcessor(conn, on_notice, NULL);
     if (cl_migrate(conn)) {
         PQfinish(conn);
         return AM_EDB;
@@ -114,58 +116,92 @@ static void drain(PGconn *conn)
         PQclear(res);
 }
 
-/* Writes the chunks of list (n rows in all) in one transaction. */
-static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t *inserted)
+/* COPY of every chunk of list into table; returns WRITE_OK or a failure class. */
+static int copy_rows(PGconn *conn, const char *sql, struct cl_chunk *list, size_t rows,
+                     PGresult **failed)
 {
-    PGconn *conn = w->conn;
-    PGresult *res = NULL;
-    int rc;
-
-    if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
-        return rc;
-    res = PQexec(conn, "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN");
+    PGresult *res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        am_log_warn("COPY failed to start: %s", PQresultErrorMessage(res));
-        rc = classify(conn, res);
-        goto fail;
+        *failed = res;
+        return classify(conn, res);
     }
     PQclear(res);
-    res = NULL;
     for (struct cl_chunk *c = list; c; c = c->next) {
         if (PQputCopyData(conn, c->rows, (int)c->len) != 1) {
             am_log_warn("COPY data failed: %s", PQerrorMessage(conn));
-            rc = WRITE_RETRY;
-            goto fail;
+            return WRITE_RETRY;
         }
     }
     if (PQputCopyEnd(conn, NULL) != 1) {
         am_log_warn("COPY end failed: %s", PQerrorMessage(conn));
-        rc = WRITE_RETRY;
-        goto fail;
+        return WRITE_RETRY;
     }
     res = PQgetResult(conn);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        am_log_warn("COPY of %zu rows failed: %s", rows, PQresultErrorMessage(res));
-        rc = classify(conn, res);
-        goto fail;
+        *failed = res;
+        return classify(conn, res);
     }
     PQclear(res);
     drain(conn);
-    res = PQexecPrepared(conn, "am_insert", 0, NULL, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        am_log_warn("insert of %zu rows failed: %s", rows, PQresultErrorMessage(res));
-        rc = classify(conn, res);
+    return WRITE_OK;
+}
+
+static bool is_unique_violation(PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strcmp(state, "23505") == 0;
+}
+
+/*
+ * Writes the chunks of list (rows in all) in one transaction. Rows go
+ * straight into the table with COPY, as fast as PostgreSQL loads anything.
+ * When some are already stored (a redelivery, or another collector got
+ * there first) that COPY fails on the unique key; then, inside the same
+ * transaction, the rows go through the staging table and an insert that
+ * skips the stored ones.
+ */
+static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t *inserted)
+{
+    PGconn *conn = w->conn;
+    PGresult *failed = NULL;
+    int rc;
+
+    if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
+        return rc;
+    if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
+        goto fail;
+    rc = copy_rows(conn, "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN", list, rows,
+                   &failed);
+    if (rc == WRITE_OK) {
+        *inserted = rows;
+    } else if (is_unique_violation(failed)) {
+        PQclear(failed);
+        failed = NULL;
+        drain(conn);
+        if ((rc = simple(conn, "ROLLBACK TO SAVEPOINT direct")) != WRITE_OK)
+            goto fail;
+        rc = copy_rows(conn, "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN", list, rows, &failed);
+        if (rc != WRITE_OK)
+            goto fail;
+        PGresult *res = PQexecPrepared(conn, "am_insert", 0, NULL, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            failed = res;
+            rc = classify(conn, res);
+            goto fail;
+        }
+        *inserted = strtoull(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    } else {
         goto fail;
     }
-    *inserted = strtoull(PQcmdTuples(res), NULL, 10);
-    PQclear(res);
-    res = NULL;
     if ((rc = simple(conn, "COMMIT")) != WRITE_OK)
         return rc;
     return WRITE_OK;
 
 fail:
-    PQclear(res);
+    if (failed)
+        am_log_warn("writing %zu rows failed: %s", rows, PQresultErrorMessage(failed));
+    PQclear(failed);
     drain(conn);
     if (PQstatus(conn) == CONNECTION_OK && simple(conn, "ROLLBACK") != WRITE_OK)
         rc = WRITE_RETRY;

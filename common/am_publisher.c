@@ -43,6 +43,7 @@ struct am_publisher {
     size_t bytes;
     int64_t tail_seq; /* sequence number of the oldest record */
     int subscribers;
+    uint32_t pipes[64]; /* ids of the counted subscriber pipes */
     bool closing;
     bool sending; /* the sender holds popped records not yet counted */
 
@@ -65,16 +66,36 @@ void am_publisher_config_init(struct am_publisher_config *cfg)
 static void on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     am_publisher *pub = arg;
+    uint32_t id = nng_pipe_id(pipe);
+    int n = (int)(sizeof pub->pipes / sizeof pub->pipes[0]);
+
+    /*
+     * NNG reports the removal of pipes it rejected before ADD_POST (a peer
+     * that is not a SUB socket, say), so only pipes counted in are counted out.
+     */
     pthread_mutex_lock(&pub->mu);
-    if (ev == NNG_PIPE_EV_ADD_POST)
-        pub->subscribers++;
-    else if (ev == NNG_PIPE_EV_REM_POST && pub->subscribers > 0)
-        pub->subscribers--;
-    pub->st.subscribers = pub->subscribers;
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        for (int i = 0; i < n; i++) {
+            if (pub->pipes[i] == 0) {
+                pub->pipes[i] = id;
+                pub->subscribers++;
+                break;
+            }
+        }
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        for (int i = 0; i < n; i++) {
+            if (pub->pipes[i] == id) {
+                pub->pipes[i] = 0;
+                pub->subscribers--;
+                break;
+            }
+        }
+    }
+    int now = pub->subscribers;
     pthread_cond_signal(&pub->work);
     pthread_mutex_unlock(&pub->mu);
     am_log_info("bus subscriber %s (now %d)",
-                ev == NNG_PIPE_EV_ADD_POST ? "connected" : "disconnected", pub->st.subscribers);
+                ev == NNG_PIPE_EV_ADD_POST ? "connected" : "disconnected", now);
 }
 
 /* Removes the oldest record; mu held. */
@@ -101,7 +122,8 @@ int am_publisher_send(am_publisher *pub, const struct am_metric *m)
 
     if (!pub || !pub->cfg.enabled)
         return AM_OK;
-    if (am_metric_validate(m, &why) || am_metric_pack(m, tmp, sizeof tmp, &len)) {
+    if (am_metric_validate(m, &why) || am_metric_pack(m, tmp, sizeof tmp, &len) ||
+        len > pub->cfg.queue_max_bytes) {
         pthread_mutex_lock(&pub->mu);
         pub->st.dropped_invalid++;
         pthread_mutex_unlock(&pub->mu);

@@ -1,0 +1,280 @@
+# shellcheck shell=bash
+# bench/lib.sh: helpers shared by bench/ingest, bench/publish and bench/run.
+#
+# Source it first; it sets -euo pipefail, creates BENCH_TMP and installs
+# bench_cleanup as the EXIT trap (do not replace that trap; add to it with
+# bench_on_cleanup). Everything a benchmark starts goes through bench_bg or
+# bench_pg_start so that bench_cleanup can stop it, also on failure.
+set -euo pipefail
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$BENCH_ROOT/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/pg.sh
+source "$BENCH_ROOT/scripts/lib/pg.sh"
+
+BENCH_NAME=$(basename "$0")
+BENCH_BUILD=${AM_BUILD_DIR:-build}
+case $BENCH_BUILD in
+/*) ;;
+*) BENCH_BUILD=$BENCH_ROOT/$BENCH_BUILD ;;
+esac
+BENCH_BIN=$BENCH_BUILD/bin
+BENCH_PSQL=psql
+[[ -x $AM_PG_BIN/psql ]] && BENCH_PSQL=$AM_PG_BIN/psql
+
+# Only the shell that sourced this file cleans up, not children forked
+# from it before they exec.
+_bench_pid=$BASHPID
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/am-bench-$BENCH_NAME.XXXXXX")
+BENCH_PG_DIR="" # throwaway cluster made by bench_pg_start
+BENCH_DB_URL="" # the database the benchmark uses
+BENCH_FAILED="" # set by bench_loud; the script exits 1 at the end
+_bench_bg_pids=()
+_bench_cleanup_cmds=()
+
+# bench_usage: print the script's header comment (its help).
+bench_usage() {
+	awk 'NR == 1 { next } /^# shellcheck/ || !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"
+}
+
+bench_log() { printf '[%s] %s\n' "$BENCH_NAME" "$*" >&2; }
+
+# bench_loud MSG: a problem that makes the figures suspect (drops, for
+# example): printed in a banner, remembered, and the script exits 1.
+bench_loud() {
+	BENCH_FAILED+="$*"$'\n'
+	printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+	printf '!!! [%s] %s\n' "$BENCH_NAME" "$*" >&2
+	printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
+}
+
+# bench_on_cleanup CMD...: run CMD (eval'd) at cleanup, before processes stop.
+bench_on_cleanup() { _bench_cleanup_cmds+=("$*"); }
+
+# bench_bg LOG CMD...: start CMD in the background, stdout and stderr to
+# LOG; its pid is in BENCH_BG_PID. bench_cleanup stops it if it still runs.
+bench_bg() {
+	local log=$1
+	shift
+	"$@" >"$log" 2>&1 </dev/null &
+	BENCH_BG_PID=$!
+	_bench_bg_pids+=("$BENCH_BG_PID")
+}
+
+# bench_stop PID [TIMEOUT_S]: SIGTERM PID, SIGKILL after TIMEOUT_S
+# (default 10), reap it; returns its exit status.
+bench_stop() {
+	local pid=$1 deadline=$((SECONDS + ${2:-10})) status=0
+	kill -TERM "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			bench_log "pid $pid ignored SIGTERM; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.1
+	done
+	wait "$pid" 2>/dev/null || status=$?
+	return "$status"
+}
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+bench_cleanup() {
+	local rc=$? pid cmd
+	((BASHPID == _bench_pid)) || exit "$rc"
+	set +e
+	trap - EXIT
+	trap '' INT TERM
+	for cmd in "${_bench_cleanup_cmds[@]}"; do
+		eval "$cmd"
+	done
+	for pid in "${_bench_bg_pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null && bench_stop "$pid" 5
+	done
+	if [[ -n $BENCH_PG_DIR ]]; then
+		am_pg_stop "$BENCH_PG_DIR" immediate >/dev/null 2>&1
+		rm -rf "$BENCH_PG_DIR"
+	fi
+	if [[ ${AM_KEEP_TMP:-0} == 1 ]]; then
+		bench_log "kept $BENCH_TMP"
+	else
+		rm -rf "$BENCH_TMP"
+	fi
+	exit "$rc"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# bench_build: configure (RelWithDebInfo, the project default) when the build
+# directory has not been configured yet, then build what is out of date.
+bench_build() {
+	if [[ ! -f $BENCH_BUILD/CMakeCache.txt ]]; then
+		bench_log "configure $BENCH_BUILD (RelWithDebInfo)"
+		cmake -S "$BENCH_ROOT" -B "$BENCH_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
+	fi
+	local type sanitize
+	type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BENCH_BUILD/CMakeCache.txt")
+	sanitize=$(sed -n 's/^AM_SANITIZE:[A-Z]*=//p' "$BENCH_BUILD/CMakeCache.txt")
+	case ${type:-RelWithDebInfo} in
+	Release | RelWithDebInfo | MinSizeRel) ;;
+	*) bench_loud "$BENCH_BUILD is a '$type' build; figures will be pessimistic (use AM_BUILD_DIR)" ;;
+	esac
+	[[ -z $sanitize ]] ||
+		bench_loud "$BENCH_BUILD is built with sanitizers ($sanitize); figures will be pessimistic"
+	bench_log "build $BENCH_BUILD"
+	cmake --build "$BENCH_BUILD" -j"$(nproc)" >"$BENCH_TMP/build.log" 2>&1 || {
+		tail -n 40 "$BENCH_TMP/build.log" >&2
+		am_die "build failed"
+	}
+	local b
+	for b in athena-collector athena-metrics-load; do
+		[[ -x $BENCH_BIN/$b ]] || am_die "$BENCH_BIN/$b missing after the build"
+	done
+}
+
+# bench_psql SQL [PSQL_ARGS...]: run SQL in the benchmark's database.
+bench_psql() {
+	local sql=$1
+	shift
+	"$BENCH_PSQL" -X -q -At -v ON_ERROR_STOP=1 "$BENCH_DB_URL" "$@" -c "$sql"
+}
+
+# bench_pg_start: use DATABASE_URL when it is set, else start a throwaway
+# cluster on a free port; sets BENCH_DB_URL. With DATABASE_URL given, the
+# benchmarks add synthetic rows to llm_performance_metric and bench/ingest
+# truncates it, so a table holding rows is refused unless
+# AM_BENCH_TRUNCATE_OK=1.
+bench_pg_start() {
+	if [[ -n ${DATABASE_URL:-} ]]; then
+		BENCH_DB_URL=$DATABASE_URL
+		bench_log "using DATABASE_URL (not a throwaway cluster)"
+		local rows=0
+		if [[ $(bench_psql "SELECT to_regclass('llm_performance_metric') IS NOT NULL") == t ]]; then
+			rows=$(bench_psql "SELECT count(*) FROM (SELECT 1 FROM llm_performance_metric LIMIT 1) t")
+		fi
+		if [[ $rows != 0 && ${AM_BENCH_TRUNCATE_OK:-0} != 1 ]]; then
+			am_die "llm_performance_metric in DATABASE_URL holds rows; the benchmarks write synthetic rows there and bench/ingest truncates it; set AM_BENCH_TRUNCATE_OK=1 if that is fine"
+		fi
+		return 0
+	fi
+	# Its own directory under TMPDIR: as root, am_pg_start hands it to the
+	# postgres user, which must be able to reach it.
+	BENCH_PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/am-bench-pg.XXXXXX")
+	am_pg_start "$BENCH_PG_DIR" >/dev/null
+	BENCH_DB_URL=$DATABASE_URL
+	bench_log "throwaway postgres: $BENCH_DB_URL"
+}
+
+# bench_collector_start [FLAGS...]: migrate, then start a collector on free
+# ports against BENCH_DB_URL and wait until it is ready. Sets COLLECTOR_PID,
+# COLLECTOR_BUS (tcp URL), COLLECTOR_HTTP (base URL) and COLLECTOR_LOG.
+bench_collector_start() {
+	"$BENCH_BIN/athena-collector" --database-url "$BENCH_DB_URL" --migrate --log-level warn >&2
+	local bus_port http_port
+	bus_port=$(am_free_port)
+	http_port=$(am_free_port)
+	while [[ $http_port == "$bus_port" ]]; do http_port=$(am_free_port); done
+	COLLECTOR_BUS=tcp://127.0.0.1:$bus_port
+	COLLECTOR_HTTP=http://127.0.0.1:$http_port
+	COLLECTOR_LOG=$BENCH_TMP/collector.log
+	mkdir -p "$BENCH_TMP/spool"
+	bench_bg "$COLLECTOR_LOG" env COLLECTOR_SPOOL_DIR="$BENCH_TMP/spool" \
+		"$BENCH_BIN/athena-collector" --database-url "$BENCH_DB_URL" \
+		--bus-listen "$COLLECTOR_BUS" --listen "127.0.0.1:$http_port" \
+		--shutdown-timeout-ms 5000 "$@"
+	COLLECTOR_PID=$BENCH_BG_PID
+	local deadline=$((SECONDS + 30))
+	until curl -fs -o /dev/null "$COLLECTOR_HTTP/ready"; do
+		if ! kill -0 "$COLLECTOR_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+			tail -n 20 "$COLLECTOR_LOG" >&2
+			am_die "collector did not become ready"
+		fi
+		sleep 0.1
+	done
+	bench_log "collector pid $COLLECTOR_PID, bus $COLLECTOR_BUS, http $COLLECTOR_HTTP"
+}
+
+# bench_collector_metrics: print the collector's /metrics text.
+bench_collector_metrics() { curl -fsS --max-time 5 "$COLLECTOR_HTTP/metrics"; }
+
+# bench_metric SERIES < METRICS_TEXT: print the value of one sample, e.g.
+# 'athena_collector_metrics_dropped_total{reason="invalid"}'; 0 if absent.
+bench_metric() {
+	awk -v s="$1" '$1 == s && !found { print $2; found = 1 } END { if (!found) print 0 }'
+}
+
+# bench_now_us: wall clock in microseconds.
+bench_now_us() { printf '%s\n' "${EPOCHREALTIME//[!0-9]/}"; }
+
+# bench_median N...: the median (mean of the middle two for an even count).
+bench_median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# bench_min N... / bench_max N...
+bench_min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+bench_max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+
+# bench_fmt FORMAT NUMBER: printf through awk (floats, whatever the locale).
+bench_fmt() { awk -v f="$1" -v n="$2" 'BEGIN { printf f, n }'; }
+
+# bench_cmp A OP B: succeed when the numeric comparison holds (floats).
+bench_cmp() {
+	awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
+		if (op == "<") r = a < b; else if (op == "<=") r = a <= b
+		else if (op == ">") r = a > b; else if (op == ">=") r = a >= b
+		else r = a == b
+		exit !r }'
+}
+
+# bench_yesno A OP B: print yes when the comparison holds, else no.
+bench_yesno() { if bench_cmp "$@"; then echo yes; else echo no; fi; }
+
+# Result rows: figure | value | reference | ratio | target | met, one per
+# line, tab-separated, in BENCH_RESULTS (a file given by bench/run with
+# --results) and always in the table the script prints at the end.
+BENCH_ROWS=()
+bench_row() {
+	local IFS=$'\t'
+	BENCH_ROWS+=("$*")
+}
+
+# bench_table [ROW...]: print rows (tab-separated) as a table whose cells are
+# separated by " | ", header first; readable as is and valid Markdown.
+bench_table() {
+	{
+		printf 'figure\tvalue\treference\tratio\ttarget\tmet\n'
+		printf -- '---\t---\t---\t---\t---\t---\n'
+		printf '%s\n' "$@"
+	} | awk -F'\t' '
+		{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
+		  if (NF > nf) nf = NF }
+		END {
+			for (r = 1; r <= NR; r++) {
+				line = ""
+				for (i = 1; i <= nf; i++) {
+					c = cell[r, i]
+					if (r == 2) { c = ""; for (k = 0; k < w[i]; k++) c = c "-" }
+					line = line (i > 1 ? " | " : "") (i < nf ? sprintf("%-" w[i] "s", c) : c)
+				}
+				print line
+			}
+		}'
+}
+
+# bench_finish: print the table, append the rows to --results, exit 1 when
+# bench_loud was called.
+bench_finish() {
+	printf '\n'
+	bench_table "${BENCH_ROWS[@]}"
+	if [[ -n ${BENCH_RESULTS:-} ]]; then
+		printf '%s\n' "${BENCH_ROWS[@]}" >>"$BENCH_RESULTS"
+	fi
+	if [[ -n $BENCH_FAILED ]]; then
+		printf '\n[%s] PROBLEMS (figures suspect):\n%s' "$BENCH_NAME" "$BENCH_FAILED" >&2
+		exit 1
+	fi
+}

@@ -1,0 +1,176 @@
+/* Unit tests of per-publisher sequence tracking: new streams, gaps, replays and eviction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "streams.h"
+
+#include <stdio.h>
+
+static int setup(void **state)
+{
+    cl_streams *s = NULL;
+    if (cl_streams_new(&s, 4) != 0)
+        return -1;
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    cl_streams_free(*state);
+    return 0;
+}
+
+static void assert_seen(const struct cl_seen *seen, int new_stream, int64_t gap, int64_t gap_from,
+                        int replayed)
+{
+    assert_int_equal(seen->new_stream, new_stream);
+    assert_int_equal(seen->gap, gap);
+    if (gap > 0)
+        assert_int_equal(seen->gap_from, gap_from);
+    assert_int_equal(seen->replayed, replayed);
+}
+
+static void test_first_batch_is_a_new_stream_without_gap(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    /* A collector that starts late sees a stream mid-way: that is not a gap. */
+    cl_streams_see(s, "gw@a", 1, 500, 10, &seen);
+    assert_seen(&seen, 1, 0, 0, 0);
+    assert_int_equal(cl_streams_count(s), 1);
+}
+
+static void test_contiguous_batches_report_nothing(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    for (int64_t seq = 10; seq < 100; seq += 10) {
+        cl_streams_see(s, "gw@a", 1, seq, 10, &seen);
+        assert_seen(&seen, 0, 0, 0, 0);
+    }
+    assert_int_equal(cl_streams_count(s), 1);
+}
+
+static void test_gap_reports_its_size_and_first_missing_seq(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 25, 5, &seen); /* 10..24 never arrived */
+    assert_seen(&seen, 0, 15, 10, 0);
+    cl_streams_see(s, "gw@a", 1, 30, 5, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+}
+
+static void test_replayed_batch_does_not_move_next_seq_back(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 10, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 1);
+    cl_streams_see(s, "gw@a", 1, 10, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 1);
+    /* Had the replay rewound the stream, this batch would look like a replay or a gap. */
+    cl_streams_see(s, "gw@a", 1, 20, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+}
+
+static void test_partly_new_batch_is_neither_gap_nor_replay(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 5, 10, &seen); /* 5..9 again, 10..14 new */
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "gw@a", 1, 15, 1, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+}
+
+static void test_new_epoch_of_same_source_is_a_new_stream(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 100, &seen);
+    /* The publisher restarted: its sequence starts again at 0 under a new epoch. */
+    cl_streams_see(s, "gw@a", 2, 0, 10, &seen);
+    assert_seen(&seen, 1, 0, 0, 0);
+    assert_int_equal(cl_streams_count(s), 2);
+    /* Both streams are tracked apart. */
+    cl_streams_see(s, "gw@a", 2, 10, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "gw@a", 1, 100, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    /* Another source with the same epoch is yet another stream. */
+    cl_streams_see(s, "gw@b", 1, 0, 10, &seen);
+    assert_seen(&seen, 1, 0, 0, 0);
+    assert_int_equal(cl_streams_count(s), 3);
+}
+
+static void test_eviction_at_max_keeps_the_most_recently_seen(void **state)
+{
+    cl_streams *s = *state; /* max 4 */
+    struct cl_seen seen;
+    char id[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(id, sizeof id, "src-%d", i);
+        cl_streams_see(s, id, 1, 0, 10, &seen);
+    }
+    /* src-0 is seen again, so src-1 is now the least recently seen. */
+    cl_streams_see(s, "src-0", 1, 10, 10, &seen);
+    cl_streams_see(s, "src-4", 1, 0, 10, &seen);
+    assert_int_equal(seen.new_stream, 1);
+    assert_int_equal(cl_streams_count(s), 4);
+
+    /* The survivors still know where they were: no new stream, no gap. */
+    cl_streams_see(s, "src-0", 1, 20, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "src-2", 1, 10, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "src-3", 1, 10, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "src-4", 1, 10, 10, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    /* src-1 was forgotten: it comes back as a new stream, evicting src-0 (now the oldest). */
+    cl_streams_see(s, "src-1", 1, 10, 10, &seen);
+    assert_seen(&seen, 1, 0, 0, 0);
+    assert_int_equal(cl_streams_count(s), 4);
+    cl_streams_see(s, "src-0", 1, 30, 10, &seen);
+    assert_int_equal(seen.new_stream, 1);
+}
+
+static void test_max_of_zero_still_tracks_one_stream(void **state)
+{
+    cl_streams *s = NULL;
+    struct cl_seen seen;
+    assert_int_equal(cl_streams_new(&s, 0), 0);
+    cl_streams_see(s, "a", 1, 0, 1, &seen);
+    cl_streams_see(s, "a", 1, 1, 1, &seen);
+    assert_seen(&seen, 0, 0, 0, 0);
+    cl_streams_see(s, "b", 1, 0, 1, &seen);
+    assert_int_equal(cl_streams_count(s), 1);
+    cl_streams_free(s);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_first_batch_is_a_new_stream_without_gap),
+        T(test_contiguous_batches_report_nothing),
+        T(test_gap_reports_its_size_and_first_missing_seq),
+        T(test_replayed_batch_does_not_move_next_seq_back),
+        T(test_partly_new_batch_is_neither_gap_nor_replay),
+        T(test_new_epoch_of_same_source_is_a_new_stream),
+        T(test_eviction_at_max_keeps_the_most_recently_seen),
+        cmocka_unit_test(test_max_of_zero_still_tracks_one_stream),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
