@@ -142,7 +142,8 @@ int am_config_parse(const struct am_setting *table, size_t n, int argc, char **a
     }
 
     if (am_log_set_level(log_level)) {
-        snprintf(err, errlen, "LOG_LEVEL/--log-level: '%s' is not error, warn, info or debug", log_level);
+        snprintf(err, errlen, "LOG_LEVEL/--log-level: '%s' is not error, warn, info or debug",
+                 log_level);
         return AM_CONFIG_ERROR;
     }
     if (am_log_set_format(log_format)) {
