@@ -26,7 +26,9 @@ EXPECT=LOG_LEVEL expect_exit2 "bad log level" env LOG_LEVEL=loud "$bin"
 am_fresh_db
 "$bin" --migrate
 "$bin" --migrate
-am_assert_eq "migrations recorded once" 1 "$(am_psql 'SELECT count(*) FROM schema_migrations')"
+am_assert_eq "each migration recorded once" "$(am_psql 'SELECT max(version) FROM schema_migrations')" \
+	"$(am_psql 'SELECT count(*) FROM schema_migrations')"
+am_assert_eq "every migration applied" 2 "$(am_psql 'SELECT max(version) FROM schema_migrations')"
 am_assert_eq "idempotency key is unique" 1 "$(am_psql "SELECT count(*) FROM pg_indexes
   WHERE tablename = 'llm_performance_metric' AND indexdef LIKE 'CREATE UNIQUE INDEX%(source_id, epoch, seq)'")"
 
