@@ -53,8 +53,9 @@ static void on_notice(void *arg, const char *message)
 
 static PGconn *connect_one(aa_pool *p)
 {
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {p->url, "3", "athena-admin-api", NULL};
+    /* Times leave the database as ISO 8601 in UTC, whatever the server's zone. */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
+    const char *vals[] = {p->url, "3", "athena-admin-api", "-c TimeZone=UTC", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
         am_log_warn("database connection failed: %s", PQerrorMessage(conn));
