@@ -63,6 +63,16 @@ void am_publisher_config_init(struct am_publisher_config *cfg)
     cfg->sendbuf = 8192;
 }
 
+void am_publisher_settings_apply(const struct am_publisher_settings *s,
+                                 struct am_publisher_config *cfg)
+{
+    cfg->enabled = s->enabled;
+    cfg->queue_max = (size_t)s->queue_max;
+    cfg->batch_max = (unsigned)s->batch_max;
+    cfg->batch_ms = (unsigned)s->batch_ms;
+    cfg->linger_ms = (unsigned)s->linger_ms;
+}
+
 static void on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     am_publisher *pub = arg;

@@ -25,6 +25,59 @@ struct am_publisher_config {
 /* Fills cfg with the defaults above (enabled, tcp://127.0.0.1:5556). */
 void am_publisher_config_init(struct am_publisher_config *cfg);
 
+/* The publisher's settings as a service reads them (see AM_PUBLISHER_SETTINGS). */
+struct am_publisher_settings {
+    bool enabled;
+    long long queue_max;
+    long long batch_max;
+    long long batch_ms;
+    long long linger_ms;
+};
+
+/*
+ * Rows of a service's settings table (am_config.h) for the publisher, the
+ * same in every service: METRICS_ENABLED, METRICS_QUEUE_MAX,
+ * METRICS_BATCH_MAX, METRICS_BATCH_MS, METRICS_LINGER_MS. s is a struct
+ * am_publisher_settings; the bus URLs stay a row of the service's own.
+ */
+#define AM_PUBLISHER_SETTINGS(s)                                                                   \
+    {"metrics-enabled",                                                                            \
+     "METRICS_ENABLED",                                                                            \
+     AM_SET_BOOL,                                                                                  \
+     "true",                                                                                       \
+     0,                                                                                            \
+     0,                                                                                            \
+     "publish a metric for every LLM call (false: publishing is a no-op)",                         \
+     &(s).enabled},                                                                                \
+        {"metrics-queue-max",                                                                      \
+         "METRICS_QUEUE_MAX",                                                                      \
+         AM_SET_INT,                                                                               \
+         "100000",                                                                                 \
+         1,                                                                                        \
+         100000000,                                                                                \
+         "metrics held while the bus is slow or no collector listens; past it the oldest is "      \
+         "dropped and counted",                                                                    \
+         &(s).queue_max},                                                                          \
+        {"metrics-batch-max",       "METRICS_BATCH_MAX", AM_SET_INT, "512", 1, 8192,               \
+         "metrics per bus message", &(s).batch_max},                                               \
+        {"metrics-batch-ms",                                                                       \
+         "METRICS_BATCH_MS",                                                                       \
+         AM_SET_INT,                                                                               \
+         "50",                                                                                     \
+         1,                                                                                        \
+         60000,                                                                                    \
+         "how long a partial batch waits before it is sent",                                       \
+         &(s).batch_ms},                                                                           \
+    {                                                                                              \
+        "metrics-linger-ms", "METRICS_LINGER_MS", AM_SET_INT, "2000", 0, 3600000,                  \
+            "at shutdown, how long to wait for a collector and for the queue to drain",            \
+            &(s).linger_ms                                                                         \
+    }
+
+/* Copies loaded settings into cfg. */
+void am_publisher_settings_apply(const struct am_publisher_settings *s,
+                                 struct am_publisher_config *cfg);
+
 struct am_publisher_stats {
     uint64_t queued;                /* accepted by am_publisher_send */
     uint64_t sent;                  /* handed to the bus */

@@ -17,10 +17,7 @@ static const char *source_id;
 static long long count;
 static long long rate;
 static long long seed;
-static long long linger_ms;
-static long long queue_max;
-static long long batch_max;
-static long long batch_ms;
+static struct am_publisher_settings pubset;
 static bool measure;
 static const char *dump_path;
 static long long dump_every;
@@ -34,20 +31,13 @@ static const struct am_setting settings[] = {
     {"source-id", NULL, AM_SET_STRING, NULL, 0, 0,
      "publisher identity (default: athena-metrics-load@hostname)", &source_id},
     {"seed", NULL, AM_SET_INT, "1", 0, 1LL << 62, "seed of the synthetic data", &seed},
-    {"linger-ms", NULL, AM_SET_INT, "10000", 0, 3600000,
-     "at the end, how long to wait for a collector and for the queue to drain", &linger_ms},
-    {"queue-max", "METRICS_QUEUE_MAX", AM_SET_INT, "100000", 1, 100000000,
-     "metrics the publisher holds at most", &queue_max},
-    {"batch-max", "METRICS_BATCH_MAX", AM_SET_INT, "512", 1, 8192, "metrics per bus message",
-     &batch_max},
-    {"batch-ms", "METRICS_BATCH_MS", AM_SET_INT, "50", 1, 60000, "how long a partial batch waits",
-     &batch_ms},
     {"measure", NULL, AM_SET_ACTION, NULL, 0, 0,
      "time every publish call and print its percentiles", &measure},
     {"dump", NULL, AM_SET_STRING, NULL, 0, 0,
      "write the published metrics as tab-separated rows to this file (for checks)", &dump_path},
     {"dump-every", NULL, AM_SET_INT, "1", 1, 1000000000, "with --dump, write every Nth metric",
      &dump_every},
+    AM_PUBLISHER_SETTINGS(pubset),
 };
 
 static volatile sig_atomic_t stop;
@@ -194,12 +184,9 @@ int main(int argc, char **argv)
     rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
 
     am_publisher_config_init(&cfg);
+    am_publisher_settings_apply(&pubset, &cfg);
     cfg.urls = urls;
     cfg.source_id = source_id;
-    cfg.linger_ms = (unsigned)linger_ms;
-    cfg.queue_max = (size_t)queue_max;
-    cfg.batch_max = (unsigned)batch_max;
-    cfg.batch_ms = (unsigned)batch_ms;
     int rc = am_publisher_open(&pub, &cfg);
     if (rc) {
         fprintf(stderr, "athena-metrics-load: cannot publish to %s: %s\n", urls, am_strerror(rc));

@@ -9,7 +9,7 @@ bus_port=$(am_free_port)
 
 # The whole burst is published while nothing listens on the bus port.
 am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "tcp://127.0.0.1:$bus_port" --count 20000 \
-	--source-id early --linger-ms 60000
+	--source-id early --metrics-linger-ms 60000
 am_wait_for "publisher to start" 30 grep -q "dialling" "$(am_log_of load)"
 
 http_port=$(am_free_port)
