@@ -5,6 +5,7 @@
 #include "am_log.h"
 #include "api.h"
 #include "pool.h"
+#include "retention.h"
 #include "stream.h"
 
 #include <signal.h>
@@ -23,6 +24,8 @@ static long long max_body_kib;
 static long long db_timeout_ms;
 static long long http_timeout_s;
 static long long max_conns;
+static long long retention_days;
+static long long retention_interval_s;
 
 static const struct am_setting settings[] = {
     {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
@@ -44,10 +47,15 @@ static const struct am_setting settings[] = {
      "idle or slow connections are closed after this many seconds", &http_timeout_s},
     {"max-connections", "ADMIN_HTTP_MAX_CONNECTIONS", AM_SET_INT, "1024", 1, 100000,
      "concurrent HTTP connections at most", &max_conns},
+    {"retention-days", "ADMIN_RETENTION_DAYS", AM_SET_INT, "90", 0, 36500,
+     "metrics older than this many days are deleted (0 keeps everything)", &retention_days},
+    {"retention-interval-s", "ADMIN_RETENTION_INTERVAL_S", AM_SET_INT, "600", 1, 86400,
+     "time between retention runs", &retention_interval_s},
 };
 
 static struct aa_ctx ctx;
 static char *token_buf;
+static aa_retention *retention;
 
 static void health(struct aa_ctx *c, const struct am_http_request *req,
                    struct am_http_response *resp, const char *arg)
@@ -72,6 +80,7 @@ static void metrics(struct aa_ctx *c, const struct am_http_request *req,
     aa_api_write_prom(&b);
     aa_pool_write_prom(c->pool, &b);
     aa_stream_write_prom(c->stream, &b);
+    aa_retention_write_prom(retention, &b);
     aa_reply_buf(resp, 200, &b);
     resp->content_type = "text/plain; version=0.0.4";
 }
@@ -149,6 +158,15 @@ int main(int argc, char **argv)
     if (aa_stream_open(&hub, database_url) == AM_OK)
         ctx.stream = hub;
 
+    struct aa_retention_config rcfg = {
+        .database_url = database_url,
+        .days = (int)retention_days,
+        .interval_s = (int)retention_interval_s,
+        .batch_rows = 5000,
+    };
+    if (aa_retention_start(&retention, &rcfg) != AM_OK)
+        am_log_error("cannot start the retention thread");
+
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)http_timeout_s,
@@ -157,6 +175,7 @@ int main(int argc, char **argv)
     };
     if (am_http_start(&http, listen_addr, &opt, handle, NULL) != AM_OK) {
         fprintf(stderr, "athena-admin-api: cannot serve HTTP on %s\n", listen_addr);
+        aa_retention_stop(retention);
         aa_stream_close(hub);
         aa_pool_close(ctx.pool);
         return 2;
@@ -166,6 +185,7 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
     am_http_stop(http);
+    aa_retention_stop(retention);
     aa_stream_close(hub);
     aa_pool_close(ctx.pool);
     free(token_buf);

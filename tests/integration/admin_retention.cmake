@@ -1,0 +1,1 @@
+am_integration_test(admin_retention integration/admin_retention.sh)
