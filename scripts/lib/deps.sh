@@ -11,7 +11,7 @@ AM_DEB_PACKAGES=(
 	libpq-dev postgresql-15 postgresql-client-15
 	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev
 	libcmocka-dev clang-format
-	curl procps iproute2 jq
+	curl procps iproute2 jq prometheus
 )
 
 # am_install_deps: apt-get install whatever of AM_DEB_PACKAGES is missing;

@@ -1,0 +1,1 @@
+am_integration_test(metrics_format integration/metrics_format.sh)
