@@ -1,0 +1,306 @@
+/* A client for Ollama's chat and generate calls over libcurl, parsing NDJSON as it streams. */
+#include "am_ollama.h"
+#include "am_buf.h"
+#include "am_clock.h"
+#include "am_error.h"
+#include "am_log.h"
+#include "am_ndjson.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE    (1 << 20) /* one NDJSON line */
+#define MAX_CONTENT (4 << 20) /* all generated text of one call */
+#define MAX_ERRBODY 4096
+
+struct am_ollama_client {
+    CURL *curl;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int am_ollama_client_new(am_ollama_client **out)
+{
+    pthread_once(&curl_once, curl_init_once);
+    am_ollama_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return AM_ENOMEM;
+    c->curl = curl_easy_init();
+    if (!c->curl) {
+        free(c);
+        return AM_ENOMEM;
+    }
+    *out = c;
+    return AM_OK;
+}
+
+void am_ollama_client_free(am_ollama_client *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+void am_ollama_result_free(struct am_ollama_result *res)
+{
+    if (!res)
+        return;
+    free(res->content);
+    res->content = NULL;
+    res->content_len = res->content_cap = 0;
+}
+
+static void set_error(struct am_ollama_result *res, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(struct am_ollama_result *res, const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    if (res->error_type[0])
+        return; /* the first cause is the one worth reporting */
+    snprintf(res->error_type, sizeof res->error_type, "%s", type);
+    va_start(ap, fmt);
+    vsnprintf(res->error, sizeof res->error, fmt, ap);
+    va_end(ap);
+}
+
+static int append_content(struct am_ollama_result *res, const char *text, size_t len)
+{
+    if (res->content_len + len > MAX_CONTENT)
+        return AM_ERANGE;
+    if (res->content_len + len + 1 > res->content_cap) {
+        size_t cap = res->content_cap ? res->content_cap : 1024;
+        while (cap < res->content_len + len + 1)
+            cap *= 2;
+        char *p = realloc(res->content, cap);
+        if (!p)
+            return AM_ENOMEM;
+        res->content = p;
+        res->content_cap = cap;
+    }
+    memcpy(res->content + res->content_len, text, len);
+    res->content_len += len;
+    res->content[res->content_len] = '\0';
+    return AM_OK;
+}
+
+static bool get_count(json_t *obj, const char *key, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+int am_ollama_parse_line(struct am_ollama_result *res, const char *line, size_t len,
+                         const char **delta, size_t *delta_len)
+{
+    json_error_t jerr;
+    int rc = AM_OK;
+    *delta = NULL;
+    *delta_len = 0;
+
+    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(obj)) {
+        set_error(res, "bad_response", "not a JSON object: %s", obj ? "wrong type" : jerr.text);
+        json_decref(obj);
+        return AM_EPROTO;
+    }
+    json_t *err = json_object_get(obj, "error");
+    if (err) {
+        set_error(res, "backend_error", "%s",
+                  json_is_string(err) ? json_string_value(err) : "error without a message");
+        json_decref(obj);
+        return AM_EPROTO;
+    }
+    json_t *model = json_object_get(obj, "model");
+    if (json_is_string(model))
+        snprintf(res->model, sizeof res->model, "%s", json_string_value(model));
+
+    /* chat: message.content; generate: response */
+    json_t *text = json_object_get(json_object_get(obj, "message"), "content");
+    if (!text)
+        text = json_object_get(obj, "response");
+    if (text && !json_is_string(text)) {
+        set_error(res, "bad_response", "generated text is not a string");
+        rc = AM_EPROTO;
+        goto out;
+    }
+    if (text && json_string_length(text) > 0) {
+        size_t before = res->content_len;
+        if ((rc = append_content(res, json_string_value(text), json_string_length(text)))) {
+            set_error(res, "too_large", "the answer passed %d bytes", MAX_CONTENT);
+            goto out;
+        }
+        *delta = res->content + before;
+        *delta_len = json_string_length(text);
+    }
+    if (json_is_true(json_object_get(obj, "done"))) {
+        res->done = true;
+        json_t *reason = json_object_get(obj, "done_reason");
+        if (json_is_string(reason))
+            snprintf(res->done_reason, sizeof res->done_reason, "%s", json_string_value(reason));
+        bool counts = get_count(obj, "eval_count", &res->eval_count);
+        counts &= get_count(obj, "eval_duration", &res->eval_duration_ns);
+        get_count(obj, "prompt_eval_count", &res->prompt_eval_count);
+        get_count(obj, "prompt_eval_duration", &res->prompt_eval_duration_ns);
+        get_count(obj, "total_duration", &res->total_duration_ns);
+        get_count(obj, "load_duration", &res->load_duration_ns);
+        res->has_counts = counts;
+    }
+out:
+    json_decref(obj);
+    return rc;
+}
+
+struct call_state {
+    const struct am_ollama_call *call;
+    struct am_ollama_result *res;
+    struct am_ndjson lines;
+    struct am_buf errbody;
+    int64_t t0;
+    long status;
+    int failed; /* a line was bad or the consumer aborted */
+};
+
+static int on_line(void *arg, const char *line, size_t len)
+{
+    struct call_state *st = arg;
+    const char *delta;
+    size_t dlen;
+    int rc = am_ollama_parse_line(st->res, line, len, &delta, &dlen);
+    if (rc)
+        return rc;
+    if (dlen > 0) {
+        if (!st->res->has_ttft) {
+            st->res->has_ttft = true;
+            st->res->ttft_seconds = (double)(am_clock_mono_ns() - st->t0) / 1e9;
+        }
+        if (st->call->on_delta && st->call->on_delta(st->call->arg, delta, dlen)) {
+            set_error(st->res, "aborted", "the caller stopped the stream");
+            return AM_ECLOSED;
+        }
+    }
+    return AM_OK;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct call_state *st = userdata;
+    size_t n = size * nmemb;
+    if (st->status != 200) {
+        /* Keep the start of an error body for its message. */
+        size_t room = st->errbody.max - st->errbody.len;
+        am_buf_append(&st->errbody, ptr, n < room ? n : room);
+        return n;
+    }
+    if (am_ndjson_feed(&st->lines, ptr, n)) {
+        st->failed = 1;
+        if (!st->res->error_type[0])
+            set_error(st->res, "bad_response", "an answer line passed %d bytes", MAX_LINE);
+        return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+/* The HTTP status is known once headers are in; the write callback needs it first. */
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct call_state *st = userdata;
+    size_t n = size * nitems;
+    long code;
+    if (n > 9 && !strncmp(buf, "HTTP/", 5) && sscanf(buf, "HTTP/%*s %ld", &code) == 1)
+        st->status = code;
+    return n;
+}
+
+static void error_from_body(struct call_state *st)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(st->errbody.data ? st->errbody.data : "", st->errbody.len, 0, &jerr);
+    json_t *msg = json_object_get(obj, "error");
+    char type[32];
+    snprintf(type, sizeof type, "http_%ld", st->status);
+    set_error(st->res, type, "%s",
+              json_is_string(msg) ? json_string_value(msg) : "backend answered with an error");
+    json_decref(obj);
+}
+
+int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
+                  struct am_ollama_result *res)
+{
+    struct call_state st = {.call = call, .res = res};
+    struct curl_slist *headers = NULL;
+    char url[2048];
+    char rid[300];
+    int rc = AM_OK;
+
+    memset(res, 0, sizeof *res);
+    snprintf(url, sizeof url, "%s%s", call->base_url, call->path);
+    am_ndjson_init(&st.lines, MAX_LINE, on_line, &st);
+    am_buf_init(&st.errbody, MAX_ERRBODY);
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    if (call->request_id) {
+        snprintf(rid, sizeof rid, "X-Request-Id: %s", call->request_id);
+        headers = curl_slist_append(headers, rid);
+    }
+
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, call->timeout_ms > 0 ? call->timeout_ms : 120000L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     call->connect_timeout_ms > 0 ? call->connect_timeout_ms : 5000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Only http and https: the base URL comes from configuration, still no file:// surprises. */
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    st.t0 = am_clock_mono_ns();
+    CURLcode cc = curl_easy_perform(h);
+    res->latency_seconds = (double)(am_clock_mono_ns() - st.t0) / 1e9;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->http_status);
+
+    if (cc == CURLE_OK && res->http_status == 200 && am_ndjson_finish(&st.lines) != AM_OK)
+        st.failed = 1;
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        set_error(res, "timeout", "no complete answer within %ld ms", call->timeout_ms);
+    } else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
+        set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
+    } else if (cc != CURLE_OK && !st.failed) {
+        set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
+    } else if (cc == CURLE_OK && res->http_status != 200) {
+        st.status = res->http_status;
+        error_from_body(&st);
+    } else if (!res->error_type[0] && !res->done) {
+        set_error(res, "incomplete_response", "the answer ended before done");
+    }
+    if (res->error_type[0]) {
+        rc = AM_EIO;
+        AM_LOG_REQ(AM_LOG_WARN, call->request_id, "ollama %s: %s: %s", call->path, res->error_type,
+                   res->error);
+    }
+    curl_slist_free_all(headers);
+    am_ndjson_free(&st.lines);
+    am_buf_free(&st.errbody);
+    return rc;
+}

@@ -1,0 +1,68 @@
+/* A client for Ollama's /api/chat and /api/generate, streaming or not, over libcurl. */
+#ifndef AM_OLLAMA_H
+#define AM_OLLAMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called with each piece of generated text as it arrives; non-zero aborts the call. */
+typedef int (*am_ollama_delta_fn)(void *arg, const char *text, size_t len);
+
+struct am_ollama_call {
+    const char *base_url; /* e.g. http://localhost:11434 */
+    const char *path;     /* "/api/chat" or "/api/generate" */
+    const char *body;     /* the JSON request, "stream" set as wanted */
+    long timeout_ms;      /* whole call */
+    long connect_timeout_ms;
+    am_ollama_delta_fn on_delta; /* may be NULL */
+    void *arg;
+    const char *request_id; /* for logs; may be NULL */
+};
+
+struct am_ollama_result {
+    long http_status;
+    char error_type[32]; /* "" on success; else timeout, backend_unavailable, http_NNN,
+                            backend_error, bad_response, incomplete_response, too_large, aborted */
+    char error[256];
+    char *content; /* all generated text, NUL-terminated (NULL when none); see am_ollama_result_free
+                    */
+    size_t content_len;
+    size_t content_cap;
+    char model[128];
+    char done_reason[32];
+    bool done;
+    bool has_counts; /* the final object carried the counts below */
+    int64_t prompt_eval_count, eval_count;
+    int64_t total_duration_ns, load_duration_ns, prompt_eval_duration_ns, eval_duration_ns;
+    bool has_ttft;
+    double ttft_seconds;    /* request start to first generated text */
+    double latency_seconds; /* request start to end */
+};
+
+/* A reusable connection handle (keep-alive); one per thread. Freed with am_ollama_client_free. */
+typedef struct am_ollama_client am_ollama_client;
+int am_ollama_client_new(am_ollama_client **out);
+void am_ollama_client_free(am_ollama_client *c);
+
+/*
+ * Runs one call. Returns 0 when Ollama answered with a complete response,
+ * else an error code with res->error_type and res->error set; res is filled
+ * as far as the call got either way. Free res with am_ollama_result_free.
+ */
+int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
+                  struct am_ollama_result *res);
+
+void am_ollama_result_free(struct am_ollama_result *res);
+
+/*
+ * Parses one line of Ollama's answer into res: the text it carries is
+ * appended to res->content and *delta points at it there (valid until the
+ * next call). An {"error": ...} line sets error_type "backend_error".
+ * Exposed for tests and fuzzing. Returns 0, AM_EPROTO (not an Ollama
+ * object, or an error line), AM_ERANGE (content over its bound) or AM_ENOMEM.
+ */
+int am_ollama_parse_line(struct am_ollama_result *res, const char *line, size_t len,
+                         const char **delta, size_t *delta_len);
+
+#endif
