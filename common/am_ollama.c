@@ -304,3 +304,36 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
     am_buf_free(&st.errbody);
     return rc;
 }
+
+static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct am_buf *b = userdata;
+    size_t n = size * nmemb;
+    return am_buf_append(b, ptr, n) == AM_OK ? n : 0;
+}
+
+int am_ollama_get(am_ollama_client *c, const char *base_url, const char *path, long timeout_ms,
+                  long *status, char **body)
+{
+    struct am_buf b;
+    char url[2048];
+    am_buf_init(&b, 1 << 20);
+    snprintf(url, sizeof url, "%s%s", base_url, path);
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) {
+        am_log_warn("GET %s failed: %s", url, curl_easy_strerror(cc));
+        am_buf_free(&b);
+        return AM_EIO;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    *body = am_buf_take(&b, NULL);
+    return *body ? AM_OK : AM_ENOMEM;
+}

@@ -56,6 +56,14 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
 void am_ollama_result_free(struct am_ollama_result *res);
 
 /*
+ * GETs base_url + path (e.g. /api/tags) within timeout_ms. On success *body
+ * is the response (malloc'd, NUL-terminated, at most 1 MiB; free()) and
+ * *status its HTTP status. Returns 0 or AM_EIO (logged).
+ */
+int am_ollama_get(am_ollama_client *c, const char *base_url, const char *path, long timeout_ms,
+                  long *status, char **body);
+
+/*
  * Parses one line of Ollama's answer into res: the text it carries is
  * appended to res->content and *delta points at it there (valid until the
  * next call). An {"error": ...} line sets error_type "backend_error".

@@ -1,0 +1,205 @@
+/* Unit tests of the gateway's OpenAI <-> Ollama translation and its model map. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "am_error.h"
+#include "models.h"
+#include "openai.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static gw_models *models;
+
+static int setup(void **state)
+{
+    char err[256];
+    return gw_models_load(&models, NULL, "my-alias=mistral:7b, gpt-4 = qwen2.5:7b", err,
+                          sizeof err);
+}
+
+static int teardown(void **state)
+{
+    gw_models_free(models);
+    return 0;
+}
+
+static json_t *parse_ok(const char *body, struct gw_request *r)
+{
+    char err[512], param[512];
+    int rc = gw_parse_request(body, strlen(body), models, r, err, param, sizeof err);
+    if (rc)
+        fail_msg("unexpected error: %s (param %s)", err, param);
+    json_error_t jerr;
+    json_t *o = json_loads(r->ollama_body, 0, &jerr);
+    assert_non_null(o);
+    return o;
+}
+
+static void parse_bad(const char *body, const char *want_param, const char *want_in_message)
+{
+    char err[512], param[512];
+    struct gw_request r;
+    assert_int_equal(gw_parse_request(body, strlen(body), models, &r, err, param, sizeof err),
+                     AM_EINVAL);
+    assert_string_equal(param, want_param);
+    if (!strstr(err, want_in_message))
+        fail_msg("message '%s' does not mention '%s'", err, want_in_message);
+    assert_null(r.ollama_body);
+}
+
+static void test_defaults_map_gpt_35_and_unknown_names_pass_through(void **state)
+{
+    assert_string_equal(gw_models_resolve(models, "gpt-3.5-turbo"), "phi3:mini");
+    assert_string_equal(gw_models_resolve(models, "gpt-4"), "qwen2.5:7b"); /* overridden */
+    assert_string_equal(gw_models_resolve(models, "my-alias"), "mistral:7b");
+    assert_string_equal(gw_models_resolve(models, "llama3.1:8b"), "llama3.1:8b");
+}
+
+static void test_a_malformed_model_map_is_refused_with_its_origin(void **state)
+{
+    gw_models *m = NULL;
+    char err[256];
+    assert_int_equal(gw_models_load(&m, NULL, "ok=a,broken", err, sizeof err), AM_EINVAL);
+    assert_non_null(strstr(err, "GATEWAY_MODEL_MAP"));
+    assert_non_null(strstr(err, "broken"));
+    assert_int_equal(gw_models_load(&m, "/nonexistent/map", NULL, err, sizeof err), AM_EINVAL);
+    assert_non_null(strstr(err, "GATEWAY_MODEL_MAP_FILE"));
+}
+
+static void test_request_maps_model_messages_and_options(void **state)
+{
+    struct gw_request r;
+    json_t *o = parse_ok("{\"model\":\"gpt-3.5-turbo\",\"messages\":[{\"role\":\"system\","
+                         "\"content\":\"be brief\"},{\"role\":\"user\",\"content\":[{\"type\":"
+                         "\"text\",\"text\":\"hel\"},{\"type\":\"text\",\"text\":\"lo\"}]}],"
+                         "\"temperature\":0.2,\"top_p\":0.9,\"max_tokens\":64,\"stop\":\"END\","
+                         "\"seed\":7,\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+                         &r);
+    assert_string_equal(r.requested_model, "gpt-3.5-turbo");
+    assert_string_equal(r.model, "phi3:mini");
+    assert_true(r.stream);
+    assert_true(r.include_usage);
+    assert_string_equal(json_string_value(json_object_get(o, "model")), "phi3:mini");
+    assert_true(json_is_true(json_object_get(o, "stream")));
+    json_t *msgs = json_object_get(o, "messages");
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                        "hello");
+    json_t *opt = json_object_get(o, "options");
+    assert_true(json_real_value(json_object_get(opt, "temperature")) == 0.2);
+    assert_true(json_real_value(json_object_get(opt, "top_p")) == 0.9);
+    assert_int_equal(json_integer_value(json_object_get(opt, "num_predict")), 64);
+    assert_int_equal(json_integer_value(json_object_get(opt, "seed")), 7);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(opt, "stop"), 0)), "END");
+    json_decref(o);
+    gw_request_free(&r);
+}
+
+static void test_stream_defaults_to_false_and_options_are_omitted_when_absent(void **state)
+{
+    struct gw_request r;
+    json_t *o =
+        parse_ok("{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+    assert_false(r.stream);
+    assert_true(json_is_false(json_object_get(o, "stream")));
+    assert_null(json_object_get(o, "options"));
+    json_decref(o);
+    gw_request_free(&r);
+}
+
+static void test_bad_requests_name_the_field(void **state)
+{
+    parse_bad("{", "", "invalid JSON");
+    parse_bad("[]", "", "JSON object");
+    parse_bad("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "model", "model");
+    parse_bad("{\"model\":\"m\",\"messages\":[]}", "messages", "non-empty");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}",
+              "messages[0].role", "system, user");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}",
+              "messages[0].content", "string or an array");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+              "\"temperature\":\"hot\"}",
+              "temperature", "between 0 and 2");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+              "\"max_tokens\":0}",
+              "max_tokens", "whole number");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+              "\"stream\":\"yes\"}",
+              "stream", "true or false");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2}",
+              "n", "n=1");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+              "\"stop\":[1]}",
+              "stop", "stop");
+}
+
+static void test_completion_carries_usage_and_finish_reason(void **state)
+{
+    struct am_ollama_result res = {0};
+    res.content = "four";
+    res.content_len = 4;
+    snprintf(res.done_reason, sizeof res.done_reason, "length");
+    res.prompt_eval_count = 11;
+    res.eval_count = 3;
+    char *s = gw_completion_json("chatcmpl-1", 1700000000, "phi3:mini", &res);
+    json_error_t jerr;
+    json_t *o = json_loads(s, 0, &jerr);
+    assert_string_equal(json_string_value(json_object_get(o, "object")), "chat.completion");
+    assert_int_equal(json_integer_value(json_object_get(o, "created")), 1700000000);
+    json_t *choice = json_array_get(json_object_get(o, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(choice, "finish_reason")), "length");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(choice, "message"), "content")), "four");
+    json_t *usage = json_object_get(o, "usage");
+    assert_int_equal(json_integer_value(json_object_get(usage, "prompt_tokens")), 11);
+    assert_int_equal(json_integer_value(json_object_get(usage, "completion_tokens")), 3);
+    assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")), 14);
+    json_decref(o);
+    free(s);
+}
+
+static void test_chunks_are_sse_events_with_the_same_id_and_created(void **state)
+{
+    char *first = gw_chunk_event("chatcmpl-9", 42, "m", "Hi", 2, true, NULL);
+    char *last = gw_chunk_event("chatcmpl-9", 42, "m", NULL, 0, false, "stop");
+    assert_int_equal(strncmp(first, "data: {", 7), 0);
+    assert_string_equal(first + strlen(first) - 2, "\n\n");
+    json_error_t jerr;
+    json_t *a = json_loads(first + 6, JSON_DISABLE_EOF_CHECK, &jerr);
+    json_t *b = json_loads(last + 6, JSON_DISABLE_EOF_CHECK, &jerr);
+    assert_string_equal(json_string_value(json_object_get(a, "id")), "chatcmpl-9");
+    assert_string_equal(json_string_value(json_object_get(b, "id")), "chatcmpl-9");
+    assert_int_equal(json_integer_value(json_object_get(b, "created")), 42);
+    json_t *da = json_object_get(json_array_get(json_object_get(a, "choices"), 0), "delta");
+    assert_string_equal(json_string_value(json_object_get(da, "role")), "assistant");
+    assert_string_equal(json_string_value(json_object_get(da, "content")), "Hi");
+    json_t *cb = json_array_get(json_object_get(b, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(cb, "finish_reason")), "stop");
+    assert_int_equal(json_object_size(json_object_get(cb, "delta")), 0);
+    assert_true(json_is_null(
+        json_object_get(json_array_get(json_object_get(a, "choices"), 0), "finish_reason")));
+    json_decref(a);
+    json_decref(b);
+    free(first);
+    free(last);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_map_gpt_35_and_unknown_names_pass_through),
+        cmocka_unit_test(test_a_malformed_model_map_is_refused_with_its_origin),
+        cmocka_unit_test(test_request_maps_model_messages_and_options),
+        cmocka_unit_test(test_stream_defaults_to_false_and_options_are_omitted_when_absent),
+        cmocka_unit_test(test_bad_requests_name_the_field),
+        cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
+        cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
