@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Request counts by route pattern, method and status. */
 struct counter {
@@ -149,7 +150,9 @@ void aa_dispatch(struct aa_ctx *ctx, const struct aa_route *const *tables,
     }
     if ((found->flags & AA_WRITE) && ctx->token) {
         const char *auth = am_http_header(req, "Authorization");
-        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !aa_token_equal(auth + 7, ctx->token)) {
+        /* The scheme name is case-insensitive (RFC 9110 11.1). */
+        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
+            !aa_token_equal(auth + 7, ctx->token)) {
             am_http_error(resp, 401, "missing or wrong bearer token");
             goto out;
         }

@@ -42,7 +42,9 @@ static const struct migration migrations[] = {
      "  CONSTRAINT llm_performance_metric_idempotency UNIQUE (source_id, epoch, seq)"
      ");"
      "CREATE INDEX llm_performance_metric_timestamp_idx ON llm_performance_metric (timestamp);"
-     "CREATE INDEX llm_performance_metric_model_idx ON llm_performance_metric (model, timestamp);"
+     /* The registry's live figures read these columns by index only. */
+     "CREATE INDEX llm_performance_metric_model_idx ON llm_performance_metric (model, timestamp)"
+     "  INCLUDE (status, tokens_per_second, latency_seconds);"
      "CREATE INDEX llm_performance_metric_backend_idx"
      "  ON llm_performance_metric (backend, timestamp);"},
     {2, "llm_backend registry and api sequence",
@@ -54,7 +56,7 @@ static const struct migration migrations[] = {
      "  backend_type text NOT NULL CHECK (backend_type IN ('ollama', 'mlx', 'auto')),"
      "  endpoint_url text NOT NULL,"
      "  enabled boolean NOT NULL DEFAULT true,"
-     "  priority integer NOT NULL DEFAULT 0,"
+     "  priority integer NOT NULL DEFAULT 100," /* lower is preferred */
      "  max_tokens integer NOT NULL DEFAULT 2048,"
      "  temperature_default double precision NOT NULL DEFAULT 0.7,"
      "  timeout_seconds integer NOT NULL DEFAULT 60,"

@@ -43,6 +43,8 @@ expect_error() {
 	local desc=$1 want=$2 body
 	shift 2
 	body=$(expect_status "$desc" "$want" "$@")
+	# jq -e accepts empty input, so an empty body is refused here first.
+	[[ -n $body ]] || am_fail "$desc: empty body, expected {\"error\": ...}"
 	printf '%s' "$body" | jq -e '.error | type == "string" and length > 0' >/dev/null ||
 		am_fail "$desc: body is not {\"error\": ...}: $body"
 }

@@ -1,0 +1,2 @@
+am_integration_test(admin_backends integration/admin_backends.sh)
+am_integration_test(admin_auth integration/admin_auth.sh)
