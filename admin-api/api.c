@@ -129,7 +129,8 @@ void aa_dispatch(struct aa_ctx *ctx, const struct aa_route *const *tables,
     bool path_matched = false;
     const char *route_label = "unmatched";
 
-    for (int t = 0; tables[t] && !found; t++) {
+    /* A path that matched in one table is answered by that table (405 if no method fits). */
+    for (int t = 0; tables[t] && !found && !path_matched; t++) {
         for (const struct aa_route *r = tables[t]; r->pattern; r++) {
             if (!match(r->pattern, req->path, arg, sizeof arg))
                 continue;

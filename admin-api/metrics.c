@@ -1,6 +1,263 @@
 /* The metrics endpoints: list, post, batch, summary and timeseries. */
+#include "am_error.h"
 #include "api.h"
+#include "metrics_filter.h"
+#include "metrics_record.h"
+#include "params.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Rows reach PostgreSQL as one array per column (made by metrics_record.c)
+ * and are inserted by one statement, so a batch is stored whole or not at
+ * all without an explicit transaction. Identity ids are drawn in the order
+ * of ord, so ascending ids follow the records' order.
+ */
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO llm_performance_metric (timestamp, model, backend, latency_seconds, tokens,"      \
+    " tokens_per_second, prompt_tokens, ttft_seconds, status, error_type, request_id,"             \
+    " session_id, user_id, zone, intent, device_id, source, stage, source_id, epoch, seq)"         \
+    " SELECT timestamptz 'epoch' + r.ts_us * interval '1 microsecond', r.model, r.backend,"        \
+    " r.latency_seconds, r.tokens, r.tokens_per_second, r.prompt_tokens, r.ttft_seconds,"          \
+    " r.status, r.error_type, r.request_id, r.session_id, r.user_id, r.zone, r.intent,"            \
+    " r.device_id, 'api', r.stage, 'api', 0, nextval('llm_performance_metric_api_seq')"            \
+    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::float8[],"    \
+    " $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"    \
+    " $14::text[], $15::text[], $16::text[], $17::text[])"                                         \
+    " WITH ORDINALITY AS r(" AA_METRICS_COLUMNS ", ord) ORDER BY r.ord RETURNING id"
+
+static const char insert_one_sql[] = "WITH ins AS (" INSERT_SQL ")"
+                                     " SELECT json_build_object('id', id, 'status', 'created')"
+                                     " FROM ins";
+
+static const char insert_batch_sql[] =
+    "WITH ins AS (" INSERT_SQL ")"
+    " SELECT json_build_object('inserted', count(*), 'ids', json_agg(id ORDER BY id)) FROM ins";
+
+/* $1..$10 filters, $11 limit, $12 before_id. */
+static const char list_sql[] =
+    "SELECT coalesce(json_agg(json_build_object("
+    "'id', id, 'timestamp', timestamp, 'model', model, 'backend', backend,"
+    " 'latency_seconds', latency_seconds, 'tokens_generated', tokens, 'tokens', tokens,"
+    " 'tokens_per_second', tokens_per_second, 'prompt_tokens', prompt_tokens,"
+    " 'ttft_seconds', ttft_seconds, 'status', status, 'error_type', error_type,"
+    " 'request_id', request_id, 'session_id', session_id, 'user_id', user_id, 'zone', zone,"
+    " 'intent', intent, 'device_id', device_id, 'source', source, 'stage', stage)"
+    " ORDER BY timestamp DESC, id DESC), '[]'::json)"
+    " FROM (SELECT * FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL
+    " AND ($12::bigint IS NULL OR (timestamp, id) <"
+    " (SELECT a.timestamp, a.id FROM llm_performance_metric a WHERE a.id = $12::bigint))"
+    " ORDER BY timestamp DESC, id DESC LIMIT $11::bigint) m";
+
+/* The figures of one group (summary) or one bucket and group (timeseries). */
+#define FIGURES_SQL                                                                                \
+    "count(*) AS n, count(*) FILTER (WHERE status = 'error') AS errors,"                           \
+    " avg(latency_seconds) AS latency_avg,"                                                        \
+    " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_seconds) AS lat,"     \
+    " avg(tokens_per_second) AS tps_avg,"                                                          \
+    " percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_second) AS tps_p50,"                  \
+    " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ttft_seconds) AS ttft,"             \
+    " coalesce(sum(tokens), 0) AS total_tokens"
+
+#define FIGURES_JSON                                                                               \
+    "'count', n, 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"           \
+    " 'latency_avg', latency_avg, 'latency_p50', lat[1], 'latency_p95', lat[2],"                   \
+    " 'latency_p99', lat[3], 'tokens_per_second_avg', tps_avg, 'tokens_per_second_p50', tps_p50,"  \
+    " 'ttft_p50', ttft[1], 'ttft_p95', ttft[2], 'total_tokens', total_tokens"
+
+/* %s: the group column and the GROUP BY clause. $11 is the group_by name. */
+static const char summary_fmt[] =
+    "WITH g AS (SELECT %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
+    " WHERE " AA_METRICS_FILTER_SQL " %s)"
+    " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
+    " 'group_by', $11::text, 'groups', coalesce(json_agg(json_build_object('group', "
+    "grp, " FIGURES_JSON ") ORDER BY grp NULLS LAST), '[]'::json)) FROM g";
+
+/* %s: the group column. $11 group_by, $12 the bucket as an interval, $13 its name. */
+static const char timeseries_fmt[] =
+    "WITH g AS (SELECT date_bin($12::interval, timestamp, timestamptz '2000-01-01 00:00:00+00')"
+    " AS bucket, %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
+    " WHERE " AA_METRICS_FILTER_SQL " GROUP BY 1, 2)"
+    " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
+    " 'bucket', $13::text, 'group_by', $11::text, 'points', coalesce(json_agg("
+    "json_build_object('bucket', bucket, 'group', grp, " FIGURES_JSON ")"
+    " ORDER BY bucket, grp NULLS LAST), '[]'::json)) FROM g";
+
+/* Values of group_by; each is also the column it groups by. */
+static const char *const group_names[] = {"model", "backend", "intent", "source", "stage", NULL};
+
+static const char *const bucket_names[] = {"1m", "5m", "1h", "1d", NULL};
+static const char *const bucket_intervals[] = {"1 minute", "5 minutes", "1 hour", "1 day"};
+static const int64_t bucket_us[] = {60000000LL, 300000000LL, 3600000000LL, 86400000000LL};
+
+/* Room for a query built from a format below and its fixed fragments (at most 64 bytes). */
+#define SQL_MAX 8192
+_Static_assert(sizeof summary_fmt + 64 <= SQL_MAX, "summary_fmt outgrew SQL_MAX");
+_Static_assert(sizeof timeseries_fmt + 64 <= SQL_MAX, "timeseries_fmt outgrew SQL_MAX");
+
+#define MAX_BUCKETS  10000
+#define LIST_DEFAULT 100
+#define LIST_MAX     1000
+
+/* date_bin's origin, 2000-01-01 UTC, in Unix microseconds. */
+#define BUCKET_ORIGIN_US 946684800000000LL
+
+static void reply_parse_error(struct am_http_response *resp, int rc, const char *err)
+{
+    if (rc == AM_EINVAL)
+        am_http_error(resp, 400, err);
+    else if (rc == AM_EFULL)
+        am_http_error(resp, 413, err);
+    else
+        am_http_error(resp, 500, "out of memory");
+}
+
+/* Parses the body as kind holding at most max records, inserts them with sql, replies 201. */
+static void insert_body(struct aa_ctx *ctx, const struct am_http_request *req,
+                        struct am_http_response *resp, enum aa_metrics_body kind, size_t max,
+                        const char *sql)
+{
+    struct aa_metrics_rows rows;
+    const char *params[AA_METRICS_NCOLS];
+    char err[AA_ERR_MAX] = "";
+    int rc;
+
+    aa_metrics_rows_init(&rows);
+    rc = aa_metrics_parse(req->body, req->body_len, kind, max, &rows, err, sizeof err);
+    if (rc) {
+        reply_parse_error(resp, rc, err);
+        goto out;
+    }
+    if ((rc = aa_metrics_rows_params(&rows, params))) {
+        reply_parse_error(resp, rc, "the batch is too large");
+        goto out;
+    }
+    aa_reply_query(ctx, req, resp, 201, sql, AA_METRICS_NCOLS, params, NULL, NULL);
+out:
+    aa_metrics_rows_free(&rows);
+}
+
+static void post_metric(struct aa_ctx *ctx, const struct am_http_request *req,
+                        struct am_http_response *resp, const char *arg)
+{
+    insert_body(ctx, req, resp, AA_METRICS_OBJECT, 1, insert_one_sql);
+}
+
+static void post_batch(struct aa_ctx *ctx, const struct am_http_request *req,
+                       struct am_http_response *resp, const char *arg)
+{
+    char ct[64];
+    enum aa_metrics_body kind;
+
+    aa_content_type(req, ct, sizeof ct);
+    if (!strcmp(ct, "application/json")) {
+        kind = AA_METRICS_ARRAY;
+    } else if (!strcmp(ct, "application/x-ndjson")) {
+        kind = AA_METRICS_NDJSON;
+    } else {
+        am_http_error(resp, 415, "Content-Type must be application/json or application/x-ndjson");
+        return;
+    }
+    insert_body(ctx, req, resp, kind, AA_METRICS_BATCH_MAX, insert_batch_sql);
+}
+
+static void list_metrics(struct aa_ctx *ctx, const struct am_http_request *req,
+                         struct am_http_response *resp, const char *arg)
+{
+    struct aa_metrics_filter f;
+    char err[AA_ERR_MAX], limit_text[24], before_text[24];
+    const char *params[AA_METRICS_FILTER_NPARAMS + 2];
+    long long limit, before_id;
+
+    if (aa_metrics_filter_parse(req, false, &f, err) ||
+        aa_param_limit(req, "limit", LIST_DEFAULT, LIST_MAX, &limit, err) ||
+        aa_param_int(req, "before_id", 0, 1, INT64_MAX, &before_id, err)) {
+        am_http_error(resp, 400, err);
+        return;
+    }
+    aa_metrics_filter_params(&f, params);
+    snprintf(limit_text, sizeof limit_text, "%lld", limit);
+    snprintf(before_text, sizeof before_text, "%lld", before_id);
+    params[AA_METRICS_FILTER_NPARAMS] = limit_text;
+    params[AA_METRICS_FILTER_NPARAMS + 1] = before_id ? before_text : NULL;
+    aa_reply_query(ctx, req, resp, 200, list_sql, AA_METRICS_FILTER_NPARAMS + 2, params, NULL,
+                   NULL);
+}
+
+/* group_by into its column (a fixed fragment), or NULL for one overall group. */
+static int parse_group(const struct am_http_request *req, const char **group, char *err)
+{
+    return aa_param_enum(req, "group_by", group_names, NULL, group, err);
+}
+
+static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
+                    struct am_http_response *resp, const char *arg)
+{
+    struct aa_metrics_filter f;
+    char err[AA_ERR_MAX], sql[SQL_MAX];
+    const char *params[AA_METRICS_FILTER_NPARAMS + 1];
+    const char *group;
+
+    if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err)) {
+        am_http_error(resp, 400, err);
+        return;
+    }
+    /* Without GROUP BY the aggregate yields its one row even when nothing matches. */
+    snprintf(sql, sizeof sql, summary_fmt, group ? group : "NULL::text", group ? "GROUP BY 1" : "");
+    aa_metrics_filter_params(&f, params);
+    params[AA_METRICS_FILTER_NPARAMS] = group;
+    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
+}
+
+/* Floor division, for times before the bucket origin. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b < 0);
+}
+
+static void timeseries(struct aa_ctx *ctx, const struct am_http_request *req,
+                       struct am_http_response *resp, const char *arg)
+{
+    struct aa_metrics_filter f;
+    char err[AA_ERR_MAX], sql[SQL_MAX];
+    const char *params[AA_METRICS_FILTER_NPARAMS + 3];
+    const char *group, *bucket;
+
+    if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err) ||
+        aa_param_enum(req, "bucket", bucket_names, "1h", &bucket, err)) {
+        am_http_error(resp, 400, err);
+        return;
+    }
+    int b = 0;
+    while (strcmp(bucket_names[b], bucket) != 0)
+        b++;
+    /* Buckets that [since, until) touches, counting partial ones at both ends. */
+    int64_t first = floor_div(f.since_us - BUCKET_ORIGIN_US, bucket_us[b]);
+    int64_t last = floor_div(f.until_us - 1 - BUCKET_ORIGIN_US, bucket_us[b]);
+    if (last - first + 1 > MAX_BUCKETS) {
+        snprintf(err, sizeof err,
+                 "since .. until spans %" PRId64 " buckets of %s; at most %d: narrow the range "
+                 "or use a larger bucket",
+                 last - first + 1, bucket, MAX_BUCKETS);
+        am_http_error(resp, 400, err);
+        return;
+    }
+    snprintf(sql, sizeof sql, timeseries_fmt, group ? group : "NULL::text");
+    aa_metrics_filter_params(&f, params);
+    params[AA_METRICS_FILTER_NPARAMS] = group;
+    params[AA_METRICS_FILTER_NPARAMS + 1] = bucket_intervals[b];
+    params[AA_METRICS_FILTER_NPARAMS + 2] = bucket;
+    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 3, params, NULL, NULL);
+}
 
 const struct aa_route aa_metrics_routes[] = {
+    {"GET", "/api/llm-backends/metrics", list_metrics, 0},
+    {"POST", "/api/llm-backends/metrics", post_metric, AA_WRITE | AA_JSON_BODY},
+    {"POST", "/api/llm-backends/metrics/batch", post_batch, AA_WRITE | AA_ANY_BODY},
+    {"GET", "/api/llm-backends/metrics/summary", summary, 0},
+    {"GET", "/api/llm-backends/metrics/timeseries", timeseries, 0},
     {0},
 };

@@ -43,10 +43,15 @@ static const struct migration migrations[] = {
      ");"
      "CREATE INDEX llm_performance_metric_timestamp_idx ON llm_performance_metric (timestamp);"
      /* The registry's live figures read these columns by index only. */
-     "CREATE INDEX llm_performance_metric_model_idx ON llm_performance_metric (model, timestamp)"
+     "CREATE INDEX llm_performance_metric_model_idx"
+     "  ON llm_performance_metric (model, timestamp, id)"
      "  INCLUDE (status, tokens_per_second, latency_seconds);"
      "CREATE INDEX llm_performance_metric_backend_idx"
-     "  ON llm_performance_metric (backend, timestamp);"},
+     "  ON llm_performance_metric (backend, timestamp, id);"
+     "CREATE INDEX llm_performance_metric_session_idx"
+     "  ON llm_performance_metric (session_id, timestamp) WHERE session_id IS NOT NULL;"
+     "CREATE INDEX llm_performance_metric_request_idx"
+     "  ON llm_performance_metric (request_id) WHERE request_id IS NOT NULL;"},
     {2, "llm_backend registry and api sequence",
      /* Metrics posted over HTTP are keyed (source_id 'api', epoch 0, nextval). */
      "CREATE SEQUENCE llm_performance_metric_api_seq;"

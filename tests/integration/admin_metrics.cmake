@@ -1,0 +1,3 @@
+am_integration_test(admin_metrics integration/admin_metrics.sh)
+am_integration_test(admin_metrics_query integration/admin_metrics_query.sh)
+am_integration_test(admin_metrics_bad_input integration/admin_metrics_bad_input.sh)
