@@ -1,0 +1,1 @@
+am_integration_test(gateway integration/gateway.sh)

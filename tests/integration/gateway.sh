@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The gateway answers OpenAI chat completions from Ollama (the simulator), plain
+# and streamed, and every call, failed or not, becomes one stored metric.
+source "$AM_SOURCE_DIR/tests/lib.sh"
+source "$AM_SOURCE_DIR/tests/integration/collector.sh"
+source "$AM_SOURCE_DIR/tests/integration/services.sh"
+
+am_fresh_db
+"$AM_BIN_DIR/athena-collector" --migrate >/dev/null 2>&1
+collector_start collector
+sim_start sim SIM_TOKENS_PER_SECOND=200 SIM_TTFT_MS=50 SIM_ANSWER_TOKENS=20
+gateway_start gateway OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+am_wait_for "gateway connected to the collector" 30 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_bus_subscribers 1'"
+
+msgs='"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"what is the weather like"}]'
+
+# 1. Plain call, mapped model, metadata from headers.
+out=$(chat "{\"model\":\"gpt-3.5-turbo\",$msgs}" -D "$AM_TEST_TMP/h1" \
+	-H 'X-Request-Id: req-plain-1' -H 'X-Session-Id: sess-1' -H 'X-User-Id: user-1' \
+	-H 'X-Zone: kitchen' -H 'X-Device-Id: dev-1')
+am_assert_eq "plain call status" 200 "$(http_status "$out")"
+body=$(http_body "$out")
+am_assert_eq "object" chat.completion "$(jq -r .object <<<"$body")"
+am_assert_eq "model actually used" phi3:mini "$(jq -r .model <<<"$body")"
+am_assert_eq "finish_reason" stop "$(jq -r '.choices[0].finish_reason' <<<"$body")"
+am_assert_eq "completion tokens" 20 "$(jq -r .usage.completion_tokens <<<"$body")"
+am_assert_eq "prompt tokens (words of the messages)" 7 "$(jq -r .usage.prompt_tokens <<<"$body")"
+am_assert_eq "total tokens" 27 "$(jq -r .usage.total_tokens <<<"$body")"
+[[ -n $(jq -r '.choices[0].message.content' <<<"$body") ]] || am_fail "empty answer"
+grep -qi '^X-Request-Id: req-plain-1' "$AM_TEST_TMP/h1" || am_fail "request id not echoed"
+
+# 2. Streamed call with usage: chunks with one id, a finish chunk, usage, [DONE].
+out=$(chat "{\"model\":\"llama3.1:8b\",$msgs,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
+	-N -H 'X-Request-Id: req-stream-1')
+am_assert_eq "stream status" 200 "$(http_status "$out")"
+events=$(http_body "$out" | grep '^data: ' | sed 's/^data: //')
+am_assert_eq "last event" "[DONE]" "$(tail -n 1 <<<"$events")"
+chunks=$(grep -v '^\[DONE\]$' <<<"$events")
+am_assert_eq "one id on every chunk" 1 "$(jq -r .id <<<"$chunks" | sort -u | wc -l)"
+am_assert_eq "one created on every chunk" 1 "$(jq -r .created <<<"$chunks" | sort -u | wc -l)"
+am_assert_eq "first delta has the role" assistant "$(head -n 1 <<<"$chunks" | jq -r '.choices[0].delta.role')"
+am_assert_eq "finish chunk" stop "$(jq -r 'select(.choices | length > 0) | .choices[0].finish_reason // empty' <<<"$chunks")"
+am_assert_eq "usage chunk" 20 "$(jq -r 'select(.usage) | .usage.completion_tokens' <<<"$chunks")"
+am_assert_eq "content chunks" 20 "$(jq -r 'select(.choices | length > 0) | .choices[0].delta.content // empty' <<<"$chunks" | grep -c .)"
+
+# 3. A stream is relayed as it is generated: at 5 tokens/s the first chunk
+# arrives well before the last.
+sim_start slow SIM_TOKENS_PER_SECOND=5 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=6
+gateway_start gw-slow OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+curl -sN -H 'Content-Type: application/json' -d "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" \
+	"$GATEWAY/v1/chat/completions" | while IFS= read -r line; do
+	if [[ $line == data:* ]]; then printf '%s %s\n' "${EPOCHREALTIME/,/.}" "${line:0:40}"; fi
+done >"$AM_TEST_TMP/arrivals"
+first=$(head -n 1 "$AM_TEST_TMP/arrivals" | cut -d' ' -f1)
+last=$(tail -n 1 "$AM_TEST_TMP/arrivals" | cut -d' ' -f1)
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b - a > 0.6) }' ||
+	am_fail "chunks were not relayed as generated (first $first, last $last)"
+
+# 4. Failures are answered in OpenAI's shape and measured.
+out=$(chat "{\"model\":\"no-such-model\",$msgs}" -H 'X-Request-Id: req-404')
+am_assert_eq "unknown model status" 404 "$(http_status "$out")"
+am_assert_eq "unknown model code" model_not_found "$(http_body "$out" | jq -r .error.code)"
+out=$(chat '{"model":"gpt-4","messages":[]}' -H 'X-Request-Id: req-bad')
+am_assert_eq "bad request status" 400 "$(http_status "$out")"
+am_assert_eq "bad request names the field" messages "$(http_body "$out" | jq -r .error.param)"
+out=$(curl -s -w '\n%{http_code}' -H 'Content-Type: text/plain' -d 'x' "$GATEWAY/v1/chat/completions")
+am_assert_eq "wrong content type" 415 "$(http_status "$out")"
+
+gateway_start gw-down OLLAMA_URL="http://127.0.0.1:$(am_free_port)" METRICS_BUS_URLS="$COLLECTOR_BUS"
+out=$(chat "{\"model\":\"phi3:mini\",$msgs}" -H 'X-Request-Id: req-down')
+am_assert_eq "backend down status" 502 "$(http_status "$out")"
+
+sim_start broken SIM_FAIL_RATE=1 SIM_FAIL_MODES=error_line SIM_FAIL_AFTER_TOKENS=3
+gateway_start gw-broken OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" -N -H 'X-Request-Id: req-midstream')
+am_assert_eq "mid-stream failure keeps 200" 200 "$(http_status "$out")"
+http_body "$out" | grep -q '"error"' || am_fail "mid-stream failure not reported in the stream"
+
+# 5. Every call above is one metric (the bad request and 415 are not calls).
+stored() { [[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source = 'gateway'") == 6 ]]; }
+am_wait_for "6 gateway metrics" 30 stored
+row=$(am_psql "SELECT model, backend, tokens, prompt_tokens, status, session_id, user_id, zone, device_id,
+  ttft_seconds IS NULL, tokens_per_second > 0 FROM llm_performance_metric WHERE request_id = 'req-plain-1'")
+am_assert_eq "plain call metric" "phi3:mini|ollama|20|7|ok|sess-1|user-1|kitchen|dev-1|t|t" "$row"
+row=$(am_psql "SELECT model, tokens, status, ttft_seconds > 0 AND ttft_seconds < latency_seconds
+  FROM llm_performance_metric WHERE request_id = 'req-stream-1'")
+am_assert_eq "stream metric with time to first token" "llama3.1:8b|20|ok|t" "$row"
+am_assert_eq "unknown model metric" "error|http_404" \
+	"$(am_psql "SELECT status, error_type FROM llm_performance_metric WHERE request_id = 'req-404'")"
+am_assert_eq "backend down metric" "error|backend_unavailable" \
+	"$(am_psql "SELECT status, error_type FROM llm_performance_metric WHERE request_id = 'req-down'")"
+am_assert_eq "mid-stream failure metric" "error|backend_error" \
+	"$(am_psql "SELECT status, error_type FROM llm_performance_metric WHERE request_id = 'req-midstream'")"
+am_assert_eq "a request id was generated when none was sent" 0 \
+	"$(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source = 'gateway' AND request_id IS NULL")"
+
+# 6. /v1/models lists Ollama's models and the aliases.
+gateway_start gw-models OLLAMA_URL="$SIM_URL" GATEWAY_MODEL_MAP="house-model=mistral:7b" METRICS_ENABLED=false
+models=$(curl -fs "$GATEWAY/v1/models")
+jq -e '.object == "list" and ([.data[].id] | index("phi3:mini") and index("gpt-4") and index("house-model"))' \
+	<<<"$models" >/dev/null || am_fail "/v1/models: $models"
+echo "ok: gateway plain, streamed, failed and measured"
