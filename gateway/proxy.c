@@ -36,10 +36,17 @@ struct gw_proxy {
     int nclients;
     int streams; /* streaming calls running */
     _Atomic uint64_t calls_ok, calls_error, streams_rejected;
-    struct am_prom_histogram latency;
+    _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
+    struct am_prom_histogram latency, ttft, tokens;
 };
 
-static const double latency_bounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+/* The OpenTelemetry GenAI semantic conventions' bucket boundaries. */
+static const double latency_bounds[] = {0.01, 0.02, 0.04, 0.08,  0.16,  0.32,  0.64,
+                                        1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92};
+static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
+                                     0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0};
+static const double token_bounds[] = {1,     4,     16,     64,      256,     1024,     4096,
+                                      16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 
 int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
 {
@@ -51,6 +58,10 @@ int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
     pthread_cond_init(&p->idle, NULL);
     p->latency.bounds = latency_bounds;
     p->latency.nbounds = sizeof latency_bounds / sizeof latency_bounds[0];
+    p->ttft.bounds = ttft_bounds;
+    p->ttft.nbounds = sizeof ttft_bounds / sizeof ttft_bounds[0];
+    p->tokens.bounds = token_bounds;
+    p->tokens.nbounds = sizeof token_bounds / sizeof token_bounds[0];
     *out = p;
     return AM_OK;
 }
@@ -152,6 +163,10 @@ static void publish(struct call *c)
     m.source = "gateway";
     am_publisher_send(p->cfg.pub, &m);
     am_prom_observe(&p->latency, latency);
+    if (m.has_ttft)
+        am_prom_observe(&p->ttft, m.ttft_seconds);
+    if (!m.error)
+        am_prom_observe(&p->tokens, (double)m.tokens);
     atomic_fetch_add(m.error ? &p->calls_error : &p->calls_ok, 1);
 }
 
@@ -528,8 +543,25 @@ static void write_metrics(gw_proxy *p, struct am_http_response *resp)
     int streams = p->streams;
     pthread_mutex_unlock(&p->mu);
     am_prom_gauge(&b, "athena_gateway_streams", "Streaming calls running now.", streams);
-    am_prom_histogram_write(&b, "athena_gateway_call_seconds", "Time of a whole call.",
+    am_prom_family(&b, "athena_gateway_responses_total", "counter",
+                   "HTTP responses by status class.");
+    static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int i = 0; i < 6; i++) {
+        char lbl[32];
+        snprintf(lbl, sizeof lbl, "code=\"%s\"", classes[i]);
+        am_prom_sample(&b, "athena_gateway_responses_total", lbl,
+                       (double)atomic_load(&p->responses[i]));
+    }
+    am_prom_histogram_write(&b, "athena_gateway_operation_duration_seconds",
+                            "Time of a whole LLM call (gen_ai.client.operation.duration).",
                             &p->latency);
+    am_prom_histogram_write(&b, "athena_gateway_time_to_first_token_seconds",
+                            "Time to the first token of a streamed call "
+                            "(gen_ai.server.time_to_first_token).",
+                            &p->ttft);
+    am_prom_histogram_write(&b, "athena_gateway_output_tokens",
+                            "Tokens generated per call (gen_ai.client.token.usage, output).",
+                            &p->tokens);
     am_publisher_write_prom(p->cfg.pub, &b, "athena_gateway");
     free(resp->body);
     resp->status = 200;
@@ -553,9 +585,18 @@ static void ready(gw_proxy *p, struct am_http_response *resp)
         am_http_error(resp, 503, "ollama unreachable");
 }
 
+static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp);
+
 void gw_proxy_handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
     gw_proxy *p = arg;
+    route(p, req, resp);
+    int cls = resp->status / 100;
+    atomic_fetch_add(&p->responses[cls >= 1 && cls <= 5 ? cls : 0], 1);
+}
+
+static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp)
+{
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     bool post = !strcmp(req->method, "POST");
     const char *path = req->path;

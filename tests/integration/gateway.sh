@@ -57,6 +57,28 @@ last=$(tail -n 1 "$AM_TEST_TMP/arrivals" | cut -d' ' -f1)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b - a > 0.6) }' ||
 	am_fail "chunks were not relayed as generated (first $first, last $last)"
 
+# 3b. Concurrent streams do not mix: each streamed answer equals the plain
+# answer to the same prompt (the simulator is deterministic per prompt).
+measured_gateway=$GATEWAY
+gateway_start gw-conc OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+	body="{\"model\":\"phi3:mini\",\"messages\":[{\"role\":\"user\",\"content\":\"question $i about zone $i\"}],\"stream\":true}"
+	curl -sN -H 'Content-Type: application/json' -d "$body" "$GATEWAY/v1/chat/completions" \
+		>"$AM_TEST_TMP/conc-$i.sse" &
+	pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || am_fail "a concurrent stream failed"; done
+for i in 1 2 3 4 5 6 7 8; do
+	streamed=$(grep '^data: {' "$AM_TEST_TMP/conc-$i.sse" | sed 's/^data: //' |
+		jq -j 'select(.choices | length > 0) | .choices[0].delta.content // empty')
+	plain=$(chat "{\"model\":\"phi3:mini\",\"messages\":[{\"role\":\"user\",\"content\":\"question $i about zone $i\"}]}" |
+		sed '$d' | jq -j '.choices[0].message.content')
+	[[ -n $plain ]] || am_fail "empty plain answer for prompt $i"
+	am_assert_eq "stream $i carries its own answer" "$plain" "$streamed"
+done
+GATEWAY=$measured_gateway
+
 # 4. Failures are answered in OpenAI's shape and measured.
 out=$(chat "{\"model\":\"no-such-model\",$msgs}" -H 'X-Request-Id: req-404')
 am_assert_eq "unknown model status" 404 "$(http_status "$out")"
@@ -95,7 +117,16 @@ am_assert_eq "mid-stream failure metric" "error|backend_error" \
 am_assert_eq "a request id was generated when none was sent" 0 \
 	"$(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source = 'gateway' AND request_id IS NULL")"
 
-# 6. /v1/models lists Ollama's models and the aliases.
+# 6. /metrics is valid Prometheus text with the GenAI histograms and publisher counters.
+if command -v promtool >/dev/null; then
+	curl -fs "$GATEWAY/metrics" | promtool check metrics || am_fail "promtool rejects the gateway's /metrics"
+fi
+curl -fs "$GATEWAY/metrics" | grep -q '^athena_gateway_operation_duration_seconds_bucket{le="81.92"}' ||
+	am_fail "no GenAI operation duration histogram"
+curl -fs "$GATEWAY/metrics" | grep -q '^athena_gateway_metrics_queued_total' ||
+	am_fail "no publisher counters"
+
+# 7. /v1/models lists Ollama's models and the aliases.
 gateway_start gw-models OLLAMA_URL="$SIM_URL" GATEWAY_MODEL_MAP="house-model=mistral:7b" METRICS_ENABLED=false
 models=$(curl -fs "$GATEWAY/v1/models")
 jq -e '.object == "list" and ([.data[].id] | index("phi3:mini") and index("gpt-4") and index("house-model"))' \
