@@ -12,9 +12,10 @@
 /* What every handler can reach. */
 struct aa_ctx {
     aa_pool *pool;
-    const char *token; /* bearer token for writes, or NULL when writes are open */
-    int db_timeout_ms; /* how long a request waits for a pool connection */
-    void *stream;      /* the SSE hub (stream.c), or NULL */
+    const char *token;    /* bearer token for writes, or NULL when writes are open */
+    int db_timeout_ms;    /* how long a request waits for a pool connection */
+    void *stream;         /* the SSE hub (stream.c), or NULL */
+    int rollup_min_hours; /* summaries over at least this many hours read the rollups; 0 never */
 };
 
 /* arg is the path segment matched by '*' in the route's pattern, or NULL. */

@@ -6,6 +6,7 @@
 #include "api.h"
 #include "pool.h"
 #include "retention.h"
+#include "rollup.h"
 #include "stream.h"
 
 #include <signal.h>
@@ -26,6 +27,8 @@ static long long http_timeout_s;
 static long long max_conns;
 static long long retention_days;
 static long long retention_interval_s;
+static long long rollup_interval_s;
+static long long rollup_min_hours;
 
 static const struct am_setting settings[] = {
     {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
@@ -51,11 +54,19 @@ static const struct am_setting settings[] = {
      "metrics older than this many days are deleted (0 keeps everything)", &retention_days},
     {"retention-interval-s", "ADMIN_RETENTION_INTERVAL_S", AM_SET_INT, "600", 1, 86400,
      "time between retention runs", &retention_interval_s},
+    {"rollup-interval-s", "ADMIN_ROLLUP_INTERVAL_S", AM_SET_INT, "10", 0, 86400,
+     "time between refreshes of the hourly rollups (0: this replica does not refresh them)",
+     &rollup_interval_s},
+    {"summary-rollup-min-hours", "ADMIN_SUMMARY_ROLLUP_MIN_HOURS", AM_SET_INT, "6", 0, 100000,
+     "summaries over at least this many hours read the hourly rollups, with approximate "
+     "percentiles (0: always read every row)",
+     &rollup_min_hours},
 };
 
 static struct aa_ctx ctx;
 static char *token_buf;
 static aa_retention *retention;
+static aa_rollup *rollup;
 
 static void health(struct aa_ctx *c, const struct am_http_request *req,
                    struct am_http_response *resp, const char *arg)
@@ -81,6 +92,7 @@ static void metrics(struct aa_ctx *c, const struct am_http_request *req,
     aa_pool_write_prom(c->pool, &b);
     aa_stream_write_prom(c->stream, &b);
     aa_retention_write_prom(retention, &b);
+    aa_rollup_write_prom(rollup, &b);
     aa_reply_buf(resp, 200, &b);
     resp->content_type = "text/plain; version=0.0.4";
 }
@@ -166,6 +178,11 @@ int main(int argc, char **argv)
     };
     if (aa_retention_start(&retention, &rcfg) != AM_OK)
         am_log_error("cannot start the retention thread");
+    struct aa_rollup_config ucfg = {.database_url = database_url,
+                                    .interval_s = (int)rollup_interval_s};
+    if (aa_rollup_start(&rollup, &ucfg) != AM_OK)
+        am_log_error("cannot start the rollup refresher");
+    ctx.rollup_min_hours = (int)rollup_min_hours;
 
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
@@ -175,6 +192,7 @@ int main(int argc, char **argv)
     };
     if (am_http_start(&http, listen_addr, &opt, handle, NULL) != AM_OK) {
         fprintf(stderr, "athena-admin-api: cannot serve HTTP on %s\n", listen_addr);
+        aa_rollup_stop(rollup);
         aa_retention_stop(retention);
         aa_stream_close(hub);
         aa_pool_close(ctx.pool);
@@ -185,6 +203,7 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
     am_http_stop(http);
+    aa_rollup_stop(rollup);
     aa_retention_stop(retention);
     aa_stream_close(hub);
     aa_pool_close(ctx.pool);

@@ -4,8 +4,10 @@
 #include "metrics_filter.h"
 #include "metrics_record.h"
 #include "params.h"
+#include "rollup.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +75,8 @@ static const char summary_fmt[] =
     "WITH g AS (SELECT %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
     " WHERE " AA_METRICS_FILTER_SQL " %s)"
     " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
-    " 'group_by', $11::text, 'groups', coalesce(json_agg(json_build_object('group', "
+    " 'group_by', $11::text, 'percentiles', 'exact', 'groups',"
+    " coalesce(json_agg(json_build_object('group', "
     "grp, " FIGURES_JSON ") ORDER BY grp NULLS LAST), '[]'::json)) FROM g";
 
 /* %s: the group column. $11 group_by, $12 the bucket as an interval, $13 its name. */
@@ -98,9 +101,12 @@ static const int64_t bucket_us[] = {60000000LL, 300000000LL, 3600000000LL, 86400
 _Static_assert(sizeof summary_fmt + 64 <= SQL_MAX, "summary_fmt outgrew SQL_MAX");
 _Static_assert(sizeof timeseries_fmt + 64 <= SQL_MAX, "timeseries_fmt outgrew SQL_MAX");
 
-#define MAX_BUCKETS  10000
-#define LIST_DEFAULT 100
-#define LIST_MAX     1000
+#define MAX_BUCKETS 10000
+
+/* The rollup summary names 384 histogram columns. */
+#define ROLLUP_SQL_MAX (64 * 1024)
+#define LIST_DEFAULT   100
+#define LIST_MAX       1000
 
 /* date_bin's origin, 2000-01-01 UTC, in Unix microseconds. */
 #define BUCKET_ORIGIN_US 946684800000000LL
@@ -203,6 +209,33 @@ static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
 
     if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err)) {
         am_http_error(resp, 400, err);
+        return;
+    }
+    bool exact;
+    if (aa_param_bool(req, "exact", false, &exact, err)) {
+        am_http_error(resp, 400, err);
+        return;
+    }
+    /*
+     * Long ranges read whole hours from the rollups (approximate
+     * percentiles); short ones, filters the rollups do not keep and
+     * exact=true read every row.
+     */
+    bool rollup_group =
+        !group || !strcmp(group, "model") || !strcmp(group, "backend") || !strcmp(group, "source");
+    bool rollup_filters = !f.intent && !f.session_id && !f.request_id && !f.stage;
+    if (!exact && ctx->rollup_min_hours > 0 && rollup_group && rollup_filters &&
+        f.until_us - f.since_us >= (int64_t)ctx->rollup_min_hours * 3600000000LL) {
+        char *big = malloc(ROLLUP_SQL_MAX);
+        if (!big || aa_rollup_summary_sql(big, ROLLUP_SQL_MAX, group)) {
+            free(big);
+            am_http_error(resp, 500, "internal error");
+            return;
+        }
+        aa_metrics_filter_params(&f, params);
+        params[AA_METRICS_FILTER_NPARAMS] = group;
+        aa_reply_query(ctx, req, resp, 200, big, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
+        free(big);
         return;
     }
     /* Without GROUP BY the aggregate yields its one row even when nothing matches. */

@@ -1,0 +1,1 @@
+am_integration_test(admin_rollup integration/admin_rollup.sh)
