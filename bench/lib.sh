@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/ingest, bench/publish and bench/run.
+# bench/lib.sh: helpers shared by bench/ingest, bench/publish, bench/admin
+# and bench/run.
 #
 # Source it first; it sets -euo pipefail, creates BENCH_TMP and installs
 # bench_cleanup as the EXIT trap (do not replace that trap; add to it with
@@ -107,8 +108,11 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# bench_build: configure (RelWithDebInfo, the project default) when the build
-# directory has not been configured yet, then build what is out of date.
+# bench_build [BINARY...]: configure (RelWithDebInfo, the project default)
+# when the build directory has not been configured yet, then build what is
+# out of date; fail unless athena-collector, athena-metrics-load and every
+# BINARY named are in BENCH_BIN afterwards.
+# shellcheck disable=SC2120 # the arguments are optional
 bench_build() {
 	if [[ ! -f $BENCH_BUILD/CMakeCache.txt ]]; then
 		bench_log "configure $BENCH_BUILD (RelWithDebInfo)"
@@ -129,7 +133,7 @@ bench_build() {
 		am_die "build failed"
 	}
 	local b
-	for b in athena-collector athena-metrics-load; do
+	for b in athena-collector athena-metrics-load "$@"; do
 		[[ -x $BENCH_BIN/$b ]] || am_die "$BENCH_BIN/$b missing after the build"
 	done
 }
@@ -167,11 +171,16 @@ bench_pg_start() {
 	bench_log "throwaway postgres: $BENCH_DB_URL"
 }
 
+# bench_migrate: apply the schema to BENCH_DB_URL (athena-collector --migrate).
+bench_migrate() {
+	"$BENCH_BIN/athena-collector" --database-url "$BENCH_DB_URL" --migrate --log-level warn >&2
+}
+
 # bench_collector_start [FLAGS...]: migrate, then start a collector on free
 # ports against BENCH_DB_URL and wait until it is ready. Sets COLLECTOR_PID,
 # COLLECTOR_BUS (tcp URL), COLLECTOR_HTTP (base URL) and COLLECTOR_LOG.
 bench_collector_start() {
-	"$BENCH_BIN/athena-collector" --database-url "$BENCH_DB_URL" --migrate --log-level warn >&2
+	bench_migrate
 	local bus_port http_port
 	bus_port=$(am_free_port)
 	http_port=$(am_free_port)
@@ -195,6 +204,52 @@ bench_collector_start() {
 	done
 	bench_log "collector pid $COLLECTOR_PID, bus $COLLECTOR_BUS, http $COLLECTOR_HTTP"
 }
+
+# bench_need COMMAND=PACKAGE...: install (apt-get, as scripts/lib/deps.sh
+# does) the Debian package of every COMMAND not found in PATH.
+bench_need() {
+	local pair missing=()
+	for pair in "$@"; do
+		am_have "${pair%%=*}" || missing+=("${pair#*=}")
+	done
+	((${#missing[@]} > 0)) || return 0
+	bench_log "installing what the benchmark needs: ${missing[*]}"
+	am_have apt-get || am_die "apt-get not found; install by hand: ${missing[*]}"
+	local sudo=()
+	if ((EUID != 0)); then
+		am_have sudo || am_die "not root and no sudo; install by hand: ${missing[*]}"
+		sudo=(sudo)
+	fi
+	"${sudo[@]}" apt-get update -q >&2
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+	for pair in "$@"; do
+		am_have "${pair%%=*}" || am_die "${pair%%=*} still missing after installing ${pair#*=}"
+	done
+}
+
+# bench_wait_http URL PID LOG [TIMEOUT_S]: wait until URL answers 2xx; die
+# (showing the end of LOG) if PID exits first or after TIMEOUT_S (default 30).
+bench_wait_http() {
+	local url=$1 pid=$2 log=$3 deadline=$((SECONDS + ${4:-30}))
+	until curl -fs -o /dev/null --max-time 2 "$url"; do
+		if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+			tail -n 20 "$log" >&2
+			am_die "$url did not answer (pid $pid)"
+		fi
+		sleep 0.1
+	done
+}
+
+# bench_cpu_ticks PID: user + system CPU time of process PID, all its
+# threads, in clock ticks (getconf CLK_TCK a second).
+bench_cpu_ticks() {
+	# The command name, in parentheses, may hold spaces: count from after it.
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# bench_hwm_kb PID: peak resident set size (VmHWM) of PID in kB.
+bench_hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # bench_collector_metrics: print the collector's /metrics text.
 bench_collector_metrics() { curl -fsS --max-time 5 "$COLLECTOR_HTTP/metrics"; }
