@@ -1,0 +1,4 @@
+am_integration_test(orchestrator integration/orchestrator.sh)
+am_integration_test(orchestrator_backends integration/orchestrator_backends.sh)
+am_integration_test(orchestrator_faults integration/orchestrator_faults.sh)
+am_integration_test(orchestrator_load integration/orchestrator_load.sh)
