@@ -194,6 +194,13 @@ static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t 
     } else {
         goto fail;
     }
+    /*
+     * Wakes the admin-api's event stream at COMMIT (PostgreSQL delivers
+     * notifications only then); it reads the new rows by id itself, so no
+     * payload. One per transaction.
+     */
+    if (*inserted > 0 && (rc = simple(conn, "NOTIFY llm_metric")) != WRITE_OK)
+        goto fail;
     if ((rc = simple(conn, "COMMIT")) != WRITE_OK)
         return rc;
     return WRITE_OK;

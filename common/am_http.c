@@ -5,12 +5,17 @@
 #include "am_log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct am_http_server {
     struct MHD_Daemon *daemon;
@@ -18,6 +23,28 @@ struct am_http_server {
     void *arg;
     size_t max_body;
     int port;
+    pthread_mutex_t mu; /* guards streams and stopping */
+    am_http_stream *streams;
+    bool stopping;
+};
+
+/*
+ * One long-lived response. Two references: the producer's and the
+ * server's (held by the MHD response, dropped in stream_free). Lock order:
+ * server mu, then stream mu; MHD's own locks come after both.
+ */
+struct am_http_stream {
+    pthread_mutex_t mu;
+    struct am_buf out; /* pending bytes are out.data[off .. out.len) */
+    size_t off;
+    am_http_server *srv;         /* set once the response is queued */
+    struct MHD_Connection *conn; /* valid while attached and not finished */
+    int fd;                      /* conn's socket, or -1 */
+    bool suspended;              /* the reader suspended conn; a write resumes it */
+    bool ended;                  /* the producer ended it: finish after the pending bytes */
+    bool finished;               /* the connection is gone, or the server stopped it */
+    _Atomic int refs;
+    am_http_stream *prev, *next; /* in srv->streams */
 };
 
 /* Per-request state kept by MHD between calls of the access handler. */
@@ -43,9 +70,32 @@ int am_http_parse_addr(const char *addr, char *host, size_t hostlen, int *port)
     return AM_OK;
 }
 
+static void stream_unref(am_http_stream *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    am_buf_free(&s->out);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* A reply that replaces a stream set earlier drops the server's reference to it. */
+static void drop_stream(struct am_http_response *resp)
+{
+    am_http_stream *s = resp->stream;
+    if (!s)
+        return;
+    resp->stream = NULL;
+    pthread_mutex_lock(&s->mu);
+    s->finished = true;
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+}
+
 void am_http_reply(struct am_http_response *resp, int status, const char *content_type,
                    const char *text)
 {
+    drop_stream(resp);
     free(resp->body);
     resp->status = status;
     resp->content_type = content_type;
@@ -68,6 +118,7 @@ void am_http_error(struct am_http_response *resp, int status, const char *messag
             am_buf_append(&b, p, 1);
     }
     am_buf_append(&b, "\"}", 2);
+    drop_stream(resp);
     free(resp->body);
     resp->status = status;
     resp->content_type = "application/json";
@@ -99,6 +150,206 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct am_http
                             r->content_type ? r->content_type : "application/json");
     if (request_id)
         MHD_add_response_header(mr, "X-Request-Id", request_id);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+int am_http_reply_stream(struct am_http_response *resp, int status, const char *content_type,
+                         size_t max_pending, am_http_stream **out)
+{
+    am_http_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return AM_ENOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    am_buf_init(&s->out, max_pending);
+    s->fd = -1;
+    atomic_init(&s->refs, 2);
+    drop_stream(resp);
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->stream = s;
+    *out = s;
+    return AM_OK;
+}
+
+/* Called with s->mu held: lets MHD process the connection again. */
+static void wake_locked(am_http_stream *s)
+{
+    if (s->suspended) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
+}
+
+int am_http_stream_write(am_http_stream *s, const void *data, size_t len)
+{
+    int rc;
+    pthread_mutex_lock(&s->mu);
+    if (s->finished || s->ended) {
+        rc = AM_ECLOSED;
+        goto out;
+    }
+    size_t pending = s->out.len - s->off;
+    if (len > s->out.max - pending) {
+        rc = AM_EFULL;
+        goto out;
+    }
+    if (s->off > 0 && s->out.len + len > s->out.max) {
+        memmove(s->out.data, s->out.data + s->off, pending);
+        s->out.len = pending;
+        s->off = 0;
+    }
+    rc = am_buf_append(&s->out, data, len);
+    if (rc == AM_OK)
+        wake_locked(s);
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void am_http_stream_end(am_http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->ended = true;
+    if (!s->finished)
+        wake_locked(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * Whether the client closed (or reset) the socket. MHD does not watch a
+ * suspended connection, so this peeks at it; a stream client sends
+ * nothing after its request, so a readable socket means end of file.
+ */
+static bool peer_gone(int fd)
+{
+    char c;
+    if (fd < 0)
+        return false;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+bool am_http_stream_closed(am_http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    /* The socket is MHD's, but MHD leaves it alone while the connection is suspended. */
+    if (!s->finished && !s->ended && s->suspended && peer_gone(s->fd)) {
+        s->finished = true; /* the reader ends the response, and MHD closes it */
+        wake_locked(s);
+    }
+    bool closed = s->finished || s->ended;
+    pthread_mutex_unlock(&s->mu);
+    return closed;
+}
+
+void am_http_stream_release(am_http_stream *s)
+{
+    if (!s)
+        return;
+    am_http_stream_end(s);
+    stream_unref(s);
+}
+
+/*
+ * MHD's content reader: hands over what is pending. With nothing pending
+ * it suspends the connection (allowed from a content reader, and the only
+ * way not to busy-wait with internal polling); the next write resumes it.
+ */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    am_http_stream *s = cls;
+    ssize_t n;
+
+    pthread_mutex_lock(&s->mu);
+    size_t pending = s->out.len - s->off;
+    if (s->finished) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (pending > 0) {
+        size_t take = pending < max ? pending : max;
+        memcpy(buf, s->out.data + s->off, take);
+        s->off += take;
+        if (s->off == s->out.len)
+            s->off = s->out.len = 0;
+        n = (ssize_t)take;
+    } else if (s->ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        MHD_suspend_connection(s->conn);
+        s->suspended = true;
+        n = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* MHD is done with the response: the connection ended. */
+static void stream_free(void *cls)
+{
+    am_http_stream *s = cls;
+    am_http_server *srv = s->srv;
+
+    pthread_mutex_lock(&srv->mu);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&srv->mu);
+
+    pthread_mutex_lock(&s->mu);
+    s->finished = true;
+    s->suspended = false;
+    s->conn = NULL;
+    s->fd = -1;
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+}
+
+/* Queues the stream set in r; the server's reference moves to the MHD response. */
+static enum MHD_Result send_stream(am_http_server *srv, struct MHD_Connection *conn,
+                                   struct am_http_response *r, const char *request_id)
+{
+    am_http_stream *s = r->stream;
+
+    pthread_mutex_lock(&srv->mu);
+    if (srv->stopping) {
+        pthread_mutex_unlock(&srv->mu);
+        am_http_error(r, 503, "server stopping");
+        return send_response(conn, r, request_id);
+    }
+    r->stream = NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->srv = srv;
+    s->conn = conn;
+    s->fd = ci ? ci->connect_fd : -1;
+    s->prev = NULL;
+    s->next = srv->streams;
+    if (srv->streams)
+        srv->streams->prev = s;
+    srv->streams = s;
+    pthread_mutex_unlock(&srv->mu);
+
+    struct MHD_Response *mr =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
+    if (!mr) {
+        stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/octet-stream");
+    /* A live stream must not be cached, nor buffered by a proxy (nginx reads this one). */
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(mr, "X-Accel-Buffering", "no");
+    if (request_id)
+        MHD_add_response_header(mr, "X-Request-Id", request_id);
+    /* When queueing fails, destroying the response runs stream_free. */
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ret;
@@ -147,10 +398,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             .conn = conn,
         };
         srv->handler(srv->arg, &req, &resp);
-        if (!resp.body)
+        if (!resp.body && !resp.stream)
             am_http_error(&resp, 500, "internal error: no response");
     }
     AM_LOG_REQ(AM_LOG_DEBUG, rid, "%s %s -> %d", method, url, resp.status);
+    if (resp.stream)
+        return send_stream(srv, conn, &resp, rid);
     return send_response(conn, &resp, rid);
 }
 
@@ -163,6 +416,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(st);
         *con_cls = NULL;
     }
+}
+
+/* libmicrohttpd's own messages (a client gone mid-response, ...) go through the log, at debug. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    AM_LOG(AM_LOG_DEBUG, "libmicrohttpd: %s", line);
 }
 
 int am_http_start(am_http_server **out, const char *listen_addr, const struct am_http_options *opt,
@@ -200,14 +462,18 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     unsigned max_conns = opt && opt->max_conns ? opt->max_conns : 1024;
     size_t conn_memory = opt && opt->conn_memory ? opt->conn_memory : 32 * 1024;
 
+    pthread_mutex_init(&srv->mu, NULL);
     srv->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME,
+        0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         am_log_error("cannot listen on %s", listen_addr);
+        pthread_mutex_destroy(&srv->mu);
         free(srv);
         return AM_EIO;
     }
@@ -226,7 +492,22 @@ void am_http_stop(am_http_server *srv)
 {
     if (!srv)
         return;
+    /*
+     * MHD_stop_daemon must not meet a suspended connection (it panics), so
+     * every stream is resumed first; stopping keeps readers from
+     * suspending again and makes them end the response.
+     */
+    pthread_mutex_lock(&srv->mu);
+    srv->stopping = true;
+    for (am_http_stream *s = srv->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        s->finished = true;
+        wake_locked(s);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&srv->mu);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->mu);
     free(srv);
 }

@@ -2,9 +2,11 @@
 #ifndef AM_HTTP_H
 #define AM_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct am_http_server am_http_server;
+typedef struct am_http_stream am_http_stream;
 struct MHD_Connection;
 
 struct am_http_request {
@@ -21,6 +23,7 @@ struct am_http_response {
     const char *content_type; /* static string; default application/json */
     char *body;               /* malloc'd by the handler, freed by the server */
     size_t body_len;
+    am_http_stream *stream; /* set by am_http_reply_stream: the body comes from it */
 };
 
 /* Fills resp for req. Called on the server's threads, concurrently. */
@@ -60,6 +63,50 @@ void am_http_reply(struct am_http_response *resp, int status, const char *conten
 
 /* Sets resp to status with {"error": message}. */
 void am_http_error(struct am_http_response *resp, int status, const char *message);
+
+/*
+ * Long-lived responses (Server-Sent Events and the like). A handler calls
+ * am_http_reply_stream; the server sends the headers, then whatever the
+ * producer writes with am_http_stream_write, from any thread, until the
+ * producer ends the stream, the client goes away or the server stops.
+ * While nothing is pending the connection is suspended: it holds no server
+ * thread and the idle timeout (am_http_options.timeout_s) does not run; it
+ * runs again, from zero, while pending bytes wait for the client to read
+ * them, so a client that stops reading is closed after timeout_s. A client
+ * that disconnects while the stream is idle is noticed at the next write or
+ * am_http_stream_closed.
+ * am_http_stop resumes and closes every stream before it returns.
+ */
+
+/*
+ * Makes resp a stream with status and content_type (static string), at
+ * most max_pending bytes buffered for the client. On success *out is the
+ * producer's reference (release it with am_http_stream_release); the
+ * server holds another until the connection ends. AM_ENOMEM otherwise.
+ */
+int am_http_reply_stream(struct am_http_response *resp, int status, const char *content_type,
+                         size_t max_pending, am_http_stream **out);
+
+/*
+ * Queues len bytes for the client, all or nothing. Thread-safe. Returns 0,
+ * AM_EFULL when they do not fit in max_pending (nothing queued; the
+ * producer decides what to drop), AM_ECLOSED when the stream has ended or
+ * the client is gone, or AM_ENOMEM.
+ */
+int am_http_stream_write(am_http_stream *s, const void *data, size_t len);
+
+/* Ends the response once the pending bytes are sent. Thread-safe; repeatable. */
+void am_http_stream_end(am_http_stream *s);
+
+/*
+ * True once writes can no longer reach the client (ended, client gone,
+ * server stopping). While the stream is idle it also checks whether the
+ * client closed its socket. Thread-safe.
+ */
+bool am_http_stream_closed(am_http_stream *s);
+
+/* Ends the stream (as am_http_stream_end) and drops the producer's reference; accepts NULL. */
+void am_http_stream_release(am_http_stream *s);
 
 /* Splits "host:port" into a host (copied to host, hostlen bytes) and a port. */
 int am_http_parse_addr(const char *addr, char *host, size_t hostlen, int *port);

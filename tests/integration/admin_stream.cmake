@@ -1,0 +1,1 @@
+am_integration_test(admin_stream integration/admin_stream.sh)
