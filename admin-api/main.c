@@ -29,6 +29,10 @@ static long long retention_days;
 static long long retention_interval_s;
 static long long rollup_interval_s;
 static long long rollup_min_hours;
+static long long stream_max_clients;
+static long long stream_buffer_kib;
+static long long stream_heartbeat_s;
+static long long stream_replay_max;
 
 static const struct am_setting settings[] = {
     {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
@@ -61,6 +65,15 @@ static const struct am_setting settings[] = {
      "summaries over at least this many hours read the hourly rollups, with approximate "
      "percentiles (0: always read every row)",
      &rollup_min_hours},
+    {"stream-max-clients", "ADMIN_STREAM_MAX_CLIENTS", AM_SET_INT, "256", 1, 100000,
+     "live-stream clients at once; past it 503", &stream_max_clients},
+    {"stream-buffer-kib", "ADMIN_STREAM_BUFFER_KIB", AM_SET_INT, "1024", 16, 1048576,
+     "events queued per live-stream client; past it the client's events are dropped and counted",
+     &stream_buffer_kib},
+    {"stream-heartbeat-s", "ADMIN_STREAM_HEARTBEAT_S", AM_SET_INT, "15", 1, 3600,
+     "comment line sent to idle live-stream clients", &stream_heartbeat_s},
+    {"stream-replay-max", "ADMIN_STREAM_REPLAY_MAX", AM_SET_INT, "1000", 0, 100000,
+     "rows replayed to a live-stream client resuming with Last-Event-ID", &stream_replay_max},
 };
 
 static struct aa_ctx ctx;
@@ -104,8 +117,8 @@ const struct aa_route aa_health_routes[] = {
     {0},
 };
 
-static const struct aa_route *const tables[] = {aa_health_routes, aa_metrics_routes,
-                                                aa_stream_routes, aa_backend_routes, NULL};
+static const struct aa_route *const tables[] = {
+    aa_health_routes, aa_metrics_routes, aa_stream_routes, aa_backend_routes, aa_page_routes, NULL};
 
 static void handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
@@ -167,8 +180,16 @@ int main(int argc, char **argv)
     }
     ctx.token = token;
     ctx.db_timeout_ms = (int)db_timeout_ms;
-    if (aa_stream_open(&hub, database_url) == AM_OK)
+    struct aa_stream_config scfg;
+    aa_stream_config_defaults(&scfg, database_url);
+    scfg.max_clients = (int)stream_max_clients;
+    scfg.client_buffer = (size_t)stream_buffer_kib << 10;
+    scfg.heartbeat_ms = (int)stream_heartbeat_s * 1000;
+    scfg.replay_max = (int)stream_replay_max;
+    if (aa_stream_open_config(&hub, &scfg) == AM_OK)
         ctx.stream = hub;
+    else
+        am_log_error("cannot start the live-stream hub");
 
     struct aa_retention_config rcfg = {
         .database_url = database_url,

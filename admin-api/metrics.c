@@ -31,13 +31,19 @@
     " $14::text[], $15::text[], $16::text[], $17::text[])"                                         \
     " WITH ORDINALITY AS r(" AA_METRICS_COLUMNS ", ord) ORDER BY r.ord RETURNING id"
 
-static const char insert_one_sql[] = "WITH ins AS (" INSERT_SQL ")"
+/*
+ * wake tells the live-stream hubs (stream.c) that rows were stored; a CTE
+ * runs only when referenced, hence "FROM ins, wake".
+ */
+static const char insert_one_sql[] = "WITH ins AS (" INSERT_SQL "),"
+                                     " wake AS (SELECT pg_notify('llm_metric', ''))"
                                      " SELECT json_build_object('id', id, 'status', 'created')"
-                                     " FROM ins";
+                                     " FROM ins, wake";
 
 static const char insert_batch_sql[] =
-    "WITH ins AS (" INSERT_SQL ")"
-    " SELECT json_build_object('inserted', count(*), 'ids', json_agg(id ORDER BY id)) FROM ins";
+    "WITH ins AS (" INSERT_SQL "), wake AS (SELECT pg_notify('llm_metric', ''))"
+    " SELECT json_build_object('inserted', count(*), 'ids', json_agg(id ORDER BY id))"
+    " FROM ins, wake";
 
 /* $1..$10 filters, $11 limit, $12 before_id. */
 static const char list_sql[] =

@@ -180,11 +180,11 @@ void aa_rollup_write_prom(aa_rollup *r, struct am_buf *b)
 {
     if (!r)
         return;
-    am_prom_counter(b, "athena_admin_rollup_hours_total", "Hours recomputed into the rollups.",
+    am_prom_counter(b, "athena_admin_rollup_refreshes_total", "Hours recomputed into the rollups.",
                     atomic_load(&r->hours));
     am_prom_counter(b, "athena_admin_rollup_failures_total", "Rollup refreshes that failed.",
                     atomic_load(&r->failures));
-    am_prom_gauge(b, "athena_admin_rollup_pending_hours",
+    am_prom_gauge(b, "athena_admin_rollup_backlog",
                   "Finished hours waiting for their rollup (read raw meanwhile).",
                   (double)atomic_load(&r->pending));
 }

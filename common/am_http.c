@@ -135,6 +135,12 @@ const char *am_http_header(const struct am_http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+static void add_headers(struct MHD_Response *mr, const struct am_http_response *r)
+{
+    for (int i = 0; i < AM_HTTP_MAX_HEADERS && r->headers[i].name; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct am_http_response *r,
                                      const char *request_id)
 {
@@ -150,6 +156,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct am_http
                             r->content_type ? r->content_type : "application/json");
     if (request_id)
         MHD_add_response_header(mr, "X-Request-Id", request_id);
+    add_headers(mr, r);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ret;
@@ -349,6 +356,7 @@ static enum MHD_Result send_stream(am_http_server *srv, struct MHD_Connection *c
     MHD_add_response_header(mr, "X-Accel-Buffering", "no");
     if (request_id)
         MHD_add_response_header(mr, "X-Request-Id", request_id);
+    add_headers(mr, r);
     /* When queueing fails, destroying the response runs stream_free. */
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);

@@ -18,12 +18,20 @@ struct am_http_request {
     struct MHD_Connection *conn;
 };
 
+/* Extra headers a response can carry (Retry-After, ...). */
+#define AM_HTTP_MAX_HEADERS 4
+
+struct am_http_header {
+    const char *name, *value; /* not copied: static, or alive until the server is stopped */
+};
+
 struct am_http_response {
     int status;
     const char *content_type; /* static string; default application/json */
     char *body;               /* malloc'd by the handler, freed by the server */
     size_t body_len;
     am_http_stream *stream; /* set by am_http_reply_stream: the body comes from it */
+    struct am_http_header headers[AM_HTTP_MAX_HEADERS]; /* extra headers; name NULL: unused */
 };
 
 /* Fills resp for req. Called on the server's threads, concurrently. */

@@ -107,9 +107,7 @@ static void reply_busy(orch_server *s, struct am_http_response *resp, const char
                           "request_id", request_id);
     reply_json(resp, 503, o ? json_dumps(o, JSON_COMPACT) : NULL);
     json_decref(o);
-#ifdef AM_HTTP_MAX_HEADERS
     resp->headers[0] = (struct am_http_header){"Retry-After", s->retry_after};
-#endif
 }
 
 static void query(orch_server *s, const struct am_http_request *req, struct am_http_response *resp)

@@ -20,7 +20,7 @@ am_psql "INSERT INTO llm_performance_metric (timestamp, model, backend, latency_
 
 admin_start admin ADMIN_RETENTION_DAYS=0 ADMIN_ROLLUP_INTERVAL_S=1
 metric() { curl -fs "$ADMIN/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
-rolled_up() { [[ $(metric athena_admin_rollup_hours_total) -ge 30 && $(metric athena_admin_rollup_pending_hours) == 0 ]]; }
+rolled_up() { [[ $(metric athena_admin_rollup_refreshes_total) -ge 30 && $(metric athena_admin_rollup_backlog) == 0 ]]; }
 am_wait_for "finished hours rolled up" 60 rolled_up
 am_assert_eq "rollup rows exist" t "$(am_psql 'SELECT count(*) > 0 FROM llm_metric_rollup')"
 

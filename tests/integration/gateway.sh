@@ -121,10 +121,11 @@ am_assert_eq "a request id was generated when none was sent" 0 \
 if command -v promtool >/dev/null; then
 	curl -fs "$GATEWAY/metrics" | promtool check metrics || am_fail "promtool rejects the gateway's /metrics"
 fi
-curl -fs "$GATEWAY/metrics" | grep -q '^athena_gateway_operation_duration_seconds_bucket{le="81.92"}' ||
+# Read once, then grep the text: grep -q closing a pipe early would fail curl under pipefail.
+prom=$(curl -fs "$GATEWAY/metrics")
+grep -q '^athena_gateway_operation_duration_seconds_bucket{le="81.92"}' <<<"$prom" ||
 	am_fail "no GenAI operation duration histogram"
-curl -fs "$GATEWAY/metrics" | grep -q '^athena_gateway_metrics_queued_total' ||
-	am_fail "no publisher counters"
+grep -q '^athena_gateway_metrics_queued_total' <<<"$prom" || am_fail "no publisher counters"
 
 # 7. /v1/models lists Ollama's models and the aliases.
 gateway_start gw-models OLLAMA_URL="$SIM_URL" GATEWAY_MODEL_MAP="house-model=mistral:7b" METRICS_ENABLED=false
