@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 struct am_http_server {
     struct MHD_Daemon *daemon;
@@ -23,6 +26,7 @@ struct am_http_server {
     void *arg;
     size_t max_body;
     int port;
+    uint32_t id_prefix; /* random, in generated request ids */
     pthread_mutex_t mu; /* guards streams and stopping */
     am_http_stream *streams;
     bool stopping;
@@ -388,7 +392,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     char rid_buf[48];
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (!rid || !*rid || strlen(rid) > 128) {
-        snprintf(rid_buf, sizeof rid_buf, "req-%llx-%llu", (unsigned long long)srv->port,
+        snprintf(rid_buf, sizeof rid_buf, "req-%08x-%llu", srv->id_prefix,
                  (unsigned long long)atomic_fetch_add(&request_counter, 1) + 1);
         rid = rid_buf;
     }
@@ -487,6 +491,9 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : port;
+    /* Generated request ids carry a random prefix, so they differ across restarts and replicas. */
+    if (getrandom(&srv->id_prefix, sizeof srv->id_prefix, 0) != (ssize_t)sizeof srv->id_prefix)
+        srv->id_prefix = (uint32_t)getpid() ^ (uint32_t)time(NULL);
     *out = srv;
     return AM_OK;
 }
