@@ -99,9 +99,27 @@ out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" -N -H 'X-Request-Id
 am_assert_eq "mid-stream failure keeps 200" 200 "$(http_status "$out")"
 http_body "$out" | grep -q '"error"' || am_fail "mid-stream failure not reported in the stream"
 
+# A backend slower than GATEWAY_TIMEOUT_S is a 504.
+sim_start stalled SIM_TTFT_MS=10000
+gateway_start gw-timeout OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS" GATEWAY_TIMEOUT_S=1
+out=$(chat "{\"model\":\"phi3:mini\",$msgs}" -H 'X-Request-Id: req-timeout')
+am_assert_eq "backend timeout status" 504 "$(http_status "$out")"
+
+# A client that leaves mid-stream stops the upstream call: 50 tokens at 5/s
+# would take 10 s, the client leaves after 1 s.
+sim_start long SIM_TOKENS_PER_SECOND=5 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=50
+gateway_start gw-leave OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+curl -sN --max-time 1 -H 'Content-Type: application/json' -H 'X-Request-Id: req-left' \
+	-d "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" "$GATEWAY/v1/chat/completions" \
+	>/dev/null || true
+
 # 5. Every call above is one metric (the bad request and 415 are not calls).
-stored() { [[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source = 'gateway'") == 6 ]]; }
-am_wait_for "6 gateway metrics" 30 stored
+stored() { [[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source = 'gateway'") == 8 ]]; }
+am_wait_for "8 gateway metrics" 30 stored
+am_assert_eq "timeout metric" "error|timeout" \
+	"$(am_psql "SELECT status, error_type FROM llm_performance_metric WHERE request_id = 'req-timeout'")"
+am_assert_eq "client left: recorded and the upstream call stopped early" "error|client_closed|t" \
+	"$(am_psql "SELECT status, error_type, latency_seconds < 5 FROM llm_performance_metric WHERE request_id = 'req-left'")"
 row=$(am_psql "SELECT model, backend, tokens, prompt_tokens, status, session_id, user_id, zone, device_id,
   ttft_seconds IS NULL, tokens_per_second > 0 FROM llm_performance_metric WHERE request_id = 'req-plain-1'")
 am_assert_eq "plain call metric" "phi3:mini|ollama|20|7|ok|sess-1|user-1|kitchen|dev-1|t|t" "$row"
