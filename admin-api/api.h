@@ -40,6 +40,7 @@ extern const struct aa_route aa_metrics_routes[];
 extern const struct aa_route aa_backend_routes[];
 extern const struct aa_route aa_stream_routes[];
 extern const struct aa_route aa_health_routes[];
+extern const struct aa_route aa_page_routes[]; /* page.c: the performance page */
 
 /*
  * Finds the route for req among the tables (first match wins), checks

@@ -117,8 +117,8 @@ const struct aa_route aa_health_routes[] = {
     {0},
 };
 
-static const struct aa_route *const tables[] = {aa_health_routes, aa_metrics_routes,
-                                                aa_stream_routes, aa_backend_routes, NULL};
+static const struct aa_route *const tables[] = {
+    aa_health_routes, aa_metrics_routes, aa_stream_routes, aa_backend_routes, aa_page_routes, NULL};
 
 static void handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {

@@ -12,7 +12,18 @@ AM_DEB_PACKAGES=(
 	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev
 	libcmocka-dev clang-format
 	curl procps iproute2 jq prometheus
+	chromium libjs-chart.js nodejs npm
 )
+# NodeSource's nodejs ships npm itself and conflicts with Debian's npm package:
+# where an npm is already there, do not ask apt for one.
+if am_have npm; then
+	_am_pkgs=()
+	for _am_pkg in "${AM_DEB_PACKAGES[@]}"; do
+		[[ $_am_pkg == npm ]] || _am_pkgs+=("$_am_pkg")
+	done
+	AM_DEB_PACKAGES=("${_am_pkgs[@]}")
+	unset _am_pkgs _am_pkg
+fi
 
 # am_install_deps: apt-get install whatever of AM_DEB_PACKAGES is missing;
 # does nothing (and needs no privileges) when all are there. AM_SKIP_DEPS=1

@@ -1,0 +1,2 @@
+# The performance page, in headless Chromium.
+am_integration_test(page integration/page.sh)
