@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/ingest, bench/publish, bench/admin
-# and bench/run.
+# bench/lib.sh: helpers shared by bench/ingest, bench/publish, bench/admin,
+# bench/gateway and bench/run.
 #
 # Source it first; it sets -euo pipefail, creates BENCH_TMP and installs
 # bench_cleanup as the EXIT trap (do not replace that trap; add to it with
@@ -287,6 +287,162 @@ bench_cmp() {
 
 # bench_yesno A OP B: print yes when the comparison holds, else no.
 bench_yesno() { if bench_cmp "$@"; then echo yes; else echo no; fi; }
+
+# bench_port: set BENCH_PORT to a TCP port free on 127.0.0.1 now and not
+# handed out by bench_port before (a port handed out is not bound until its
+# server starts, so am_free_port alone may give the same one twice).
+_bench_ports=" "
+# shellcheck disable=SC2034 # BENCH_PORT is for the caller
+bench_port() {
+	local p tries=0
+	while true; do
+		p=$(am_free_port) || am_die "no free TCP port on 127.0.0.1"
+		[[ $_bench_ports == *" $p "* ]] || break
+		((++tries < 100)) || am_die "no new free TCP port on 127.0.0.1"
+	done
+	_bench_ports+="$p "
+	BENCH_PORT=$p
+}
+
+# bench_ticks_sum PID...: bench_cpu_ticks of every PID still running, summed
+# (an nginx master and its workers, for example).
+bench_ticks_sum() {
+	local pid sum=0 t
+	for pid in "$@"; do
+		t=$(bench_cpu_ticks "$pid" 2>/dev/null) || continue
+		sum=$((sum + t))
+	done
+	printf '%s\n' "$sum"
+}
+
+# bench_ctx_switches PID...: voluntary + involuntary context switches of
+# every thread of every PID still running, summed.
+bench_ctx_switches() {
+	local pid
+	for pid in "$@"; do
+		cat "/proc/$pid/task/"*/status 2>/dev/null || true
+	done | awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { printf "%.0f\n", n }'
+}
+
+# bench_kv KEY LINE: the value of KEY=value in LINE (space-separated pairs).
+bench_kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' <<<"$2"; }
+
+# bench_wrk_us TIME: a time as wrk prints it (232.00us, 1.02ms, 1.20s,
+# 2.00m, 1.00h) in microseconds.
+bench_wrk_us() {
+	awk -v t="$1" 'BEGIN {
+		if (match(t, /^[0-9.]+/) == 0) { print "nan"; exit 1 }
+		v = substr(t, 1, RLENGTH); u = substr(t, RLENGTH + 1)
+		if (u == "us") m = 1; else if (u == "ms") m = 1e3; else if (u == "s") m = 1e6
+		else if (u == "m") m = 6e7; else if (u == "h") m = 3.6e9; else { print "nan"; exit 1 }
+		printf "%.2f\n", v * m }'
+}
+
+# bench_wrk_lua FILE [METHOD CONTENT_TYPE BODY]: write a wrk script whose
+# done() hook prints, after wrk's own report, one line of exact figures:
+# "AM requests=N duration_us=N bytes=N p50_us= p90_us= p99_us= mean_us=
+# socket_errors=N status_errors=N" (latencies in microseconds, from wrk's
+# histogram). With METHOD, every request is METHOD with that Content-Type
+# and body.
+bench_wrk_lua() {
+	local file=$1 method=${2:-} ctype=${3:-} body=${4:-}
+	[[ $body != *']==]'* ]] || am_die "bench_wrk_lua: the body may not hold ]==]"
+	{
+		if [[ -n $method ]]; then
+			printf 'wrk.method = "%s"\n' "$method"
+			printf 'wrk.headers["Content-Type"] = "%s"\n' "$ctype"
+			printf 'wrk.body = [==[%s]==]\n' "$body"
+		fi
+		cat <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "AM requests=%d duration_us=%d bytes=%d p50_us=%.0f p90_us=%.0f p99_us=%.0f mean_us=%.1f socket_errors=%d status_errors=%d\n",
+    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, e.connect + e.read + e.write + e.timeout, e.status))
+end
+EOF
+	} >"$file"
+}
+
+# bench_wrk LABEL LUA THREADS CONNS SECONDS URL: run wrk --latency with a
+# script made by bench_wrk_lua, in the background (so that a signal reaches
+# the EXIT trap at once), its output in $BENCH_TMP/wrk.N.LABEL.log. Sets
+# W_LOG, W_REQ, W_RPS, W_P50_US, W_P90_US, W_P99_US (the done() hook's exact
+# figures). Dies when wrk fails; bench_loud on socket or HTTP errors, on no
+# request completed, or when the 50% line of wrk's --latency report does not
+# match the hook's figure (a parsing problem).
+_bench_nwrk=0
+# shellcheck disable=SC2034 # W_* are for the caller
+bench_wrk() {
+	local label=$1 lua=$2 threads=$3 conns=$4 secs=$5 url=$6 line status=0 text_p50
+	_bench_nwrk=$((_bench_nwrk + 1))
+	W_LOG=$BENCH_TMP/wrk.$_bench_nwrk.$label.log
+	bench_bg "$W_LOG" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s --latency -s "$lua" "$url"
+	wait "$BENCH_BG_PID" || status=$?
+	line=$(grep '^AM ' "$W_LOG" || true)
+	if ((status != 0)) || [[ -z $line ]]; then
+		cat "$W_LOG" >&2
+		am_die "wrk failed on $url (exit $status)"
+	fi
+	W_REQ=$(bench_kv requests "$line")
+	W_P50_US=$(bench_kv p50_us "$line")
+	W_P90_US=$(bench_kv p90_us "$line")
+	W_P99_US=$(bench_kv p99_us "$line")
+	W_RPS=$(bench_fmt '%.0f' "$(awk -v n="$W_REQ" -v us="$(bench_kv duration_us "$line")" 'BEGIN { print n / (us / 1e6) }')")
+	local serr herr
+	serr=$(bench_kv socket_errors "$line") herr=$(bench_kv status_errors "$line")
+	if ((serr != 0 || herr != 0)); then
+		bench_loud "$label: wrk saw $serr socket errors and $herr HTTP errors on $url ($W_LOG)"
+	fi
+	((W_REQ > 0)) || bench_loud "$label: wrk completed no request on $url"
+	# wrk prints 50% rounded to its unit (0.01 us, 10 us, 10 ms): within 1% + 10 us.
+	text_p50=$(awk '/Latency Distribution/ { d = 1 } d && $1 == "50%" { print $2; exit }' "$W_LOG")
+	text_p50=$(bench_wrk_us "${text_p50:-none}") || text_p50=nan
+	if [[ $text_p50 == nan ]] ||
+		! awk -v a="$text_p50" -v b="$W_P50_US" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * b + 10) }'; then
+		bench_loud "$label: wrk's printed median ($text_p50 us) and its done() hook's ($W_P50_US us) disagree ($W_LOG)"
+	fi
+}
+
+# bench_nginx_start DIR PORT HTTP_CONF SERVER_CONF: write DIR/nginx.conf
+# (2 workers, no access log, keep-alive for as long as the client wants,
+# temporary files under DIR) with HTTP_CONF inside its http {} block and one
+# server {} listening on 127.0.0.1:PORT holding SERVER_CONF; start nginx on
+# it (not daemonized) as a bench_bg job. Sets NGINX_PID (the master) and
+# NGINX_URL; the caller waits for it (bench_wait_http). As root its workers
+# run as nobody, who must reach DIR: BENCH_TMP becomes 0711, DIR readable.
+# shellcheck disable=SC2034 # NGINX_* are for the caller
+bench_nginx_start() {
+	local dir=$1 port=$2 http_conf=$3 server_conf=$4
+	mkdir -p "$dir/tmp"
+	chmod 0711 "$BENCH_TMP"
+	cat >"$dir/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+$http_conf
+    server {
+        listen 127.0.0.1:$port;
+$server_conf
+    }
+}
+EOF
+	chmod -R a+rX "$dir"
+	bench_bg "$dir/nginx.out" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+	NGINX_PID=$BENCH_BG_PID
+	NGINX_URL=http://127.0.0.1:$port
+}
 
 # Result rows: figure | value | reference | ratio | target | met, one per
 # line, tab-separated, in BENCH_RESULTS (a file given by bench/run with
