@@ -8,6 +8,7 @@
 #include "stats.h"
 #include "writer.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -101,6 +102,14 @@ int main(int argc, char **argv)
                    "Subscribes to the metric bus and stores every metric in PostgreSQL, once.");
     if (migrate_only)
         return run_migrations();
+
+    /*
+     * Rows are allocated on the receiver and NNG threads and freed on the
+     * writer; with glibc's default of one arena per thread that leaves
+     * memory stranded in several arenas. Two arenas keep the peak RSS
+     * close to the queue's bound (docs/BENCHMARKS.md).
+     */
+    mallopt(M_ARENA_MAX, 2);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
