@@ -9,25 +9,21 @@
 #include "am_error.h"
 #include "am_log.h"
 #include "am_prom.h"
+#include "periodic.h"
 
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Any stable number; the same in every admin-api replica. */
 #define RETENTION_LOCK_KEY "7243520"
 
 struct aa_retention {
     struct aa_retention_config cfg;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
-    bool stopping;
+    aa_periodic *job;
     _Atomic uint64_t deleted;
     _Atomic uint64_t runs;
     _Atomic uint64_t failures;
@@ -39,16 +35,8 @@ static const char delete_sql[] = "DELETE FROM llm_performance_metric WHERE id IN
                                  "  WHERE timestamp < now() - make_interval(days => $1::int)"
                                  "  ORDER BY timestamp LIMIT $2::int)";
 
-static bool stopping(aa_retention *r)
-{
-    pthread_mutex_lock(&r->mu);
-    bool s = r->stopping;
-    pthread_mutex_unlock(&r->mu);
-    return s;
-}
-
 /* One run: batches until nothing old is left. Returns 0 or AM_EDB. */
-static int run_once(aa_retention *r, PGconn *conn)
+static int run_once(aa_retention *r, aa_periodic *job, PGconn *conn)
 {
     char days[16], batch[16];
     const char *params[2] = {days, batch};
@@ -71,7 +59,7 @@ static int run_once(aa_retention *r, PGconn *conn)
     int rc = AM_OK;
     uint64_t total = 0;
     for (;;) {
-        if (stopping(r))
+        if (aa_periodic_stopping(job))
             break;
         res = PQexecParams(conn, delete_sql, 2, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -95,40 +83,14 @@ static int run_once(aa_retention *r, PGconn *conn)
     return rc;
 }
 
-static void *retention_main(void *arg)
+static void retention_run(void *arg, aa_periodic *job, PGconn *conn)
 {
     aa_retention *r = arg;
-    PGconn *conn = NULL;
-
-    while (!stopping(r)) {
-        if (!conn || PQstatus(conn) != CONNECTION_OK) {
-            PQfinish(conn);
-            const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-            const char *vals[] = {r->cfg.database_url, "5", "athena-admin-api-retention", NULL};
-            conn = PQconnectdbParams(keys, vals, 1);
-            if (PQstatus(conn) != CONNECTION_OK) {
-                am_log_warn("retention: database connection failed: %s", PQerrorMessage(conn));
-                PQfinish(conn);
-                conn = NULL;
-            }
-        }
-        if (conn) {
-            atomic_fetch_add(&r->runs, 1);
-            if (run_once(r, conn) == AM_OK)
-                atomic_store(&r->last_success_unix, am_clock_now_us() / 1000000);
-            else
-                atomic_fetch_add(&r->failures, 1);
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += r->cfg.interval_s;
-        pthread_mutex_lock(&r->mu);
-        if (!r->stopping)
-            pthread_cond_timedwait(&r->wake, &r->mu, &ts);
-        pthread_mutex_unlock(&r->mu);
-    }
-    PQfinish(conn);
-    return NULL;
+    atomic_fetch_add(&r->runs, 1);
+    if (run_once(r, job, conn) == AM_OK)
+        atomic_store(&r->last_success_unix, am_clock_now_us() / 1000000);
+    else
+        atomic_fetch_add(&r->failures, 1);
 }
 
 int aa_retention_start(aa_retention **out, const struct aa_retention_config *cfg)
@@ -140,17 +102,11 @@ int aa_retention_start(aa_retention **out, const struct aa_retention_config *cfg
     if (!r)
         return AM_ENOMEM;
     r->cfg = *cfg;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&r->thread, NULL, retention_main, r) != 0) {
-        pthread_cond_destroy(&r->wake);
-        pthread_mutex_destroy(&r->mu);
+    int rc = aa_periodic_start(&r->job, cfg->database_url, "athena-admin-api-retention", NULL,
+                               cfg->interval_s, retention_run, r);
+    if (rc) {
         free(r);
-        return AM_ENOMEM;
+        return rc;
     }
     *out = r;
     return AM_OK;
@@ -176,12 +132,6 @@ void aa_retention_stop(aa_retention *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->mu);
-    r->stopping = true;
-    pthread_cond_broadcast(&r->wake);
-    pthread_mutex_unlock(&r->mu);
-    pthread_join(r->thread, NULL);
-    pthread_cond_destroy(&r->wake);
-    pthread_mutex_destroy(&r->mu);
+    aa_periodic_stop(r->job);
     free(r);
 }

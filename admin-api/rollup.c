@@ -13,35 +13,23 @@
 #include "am_log.h"
 #include "am_prom.h"
 #include "metrics_filter.h"
+#include "periodic.h"
 
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define BINS 128
 
 struct aa_rollup {
     struct aa_rollup_config cfg;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
-    bool stopping;
+    aa_periodic *job;
     _Atomic uint64_t hours, failures;
     _Atomic int64_t pending;
 };
-
-static bool stopping(aa_rollup *r)
-{
-    pthread_mutex_lock(&r->mu);
-    bool s = r->stopping;
-    pthread_mutex_unlock(&r->mu);
-    return s;
-}
 
 static int exec_simple(PGconn *conn, const char *sql, ExecStatusType want)
 {
@@ -109,46 +97,19 @@ static void count_pending(aa_rollup *r, PGconn *conn)
     PQclear(res);
 }
 
-static void *rollup_main(void *arg)
+static void rollup_run(void *arg, aa_periodic *job, PGconn *conn)
 {
     aa_rollup *r = arg;
-    PGconn *conn = NULL;
-
-    while (!stopping(r)) {
-        if (!conn || PQstatus(conn) != CONNECTION_OK) {
-            PQfinish(conn);
-            const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
-            const char *vals[] = {r->cfg.database_url, "5", "athena-admin-api-rollup",
-                                  "-c TimeZone=UTC", NULL};
-            conn = PQconnectdbParams(keys, vals, 1);
-            if (PQstatus(conn) != CONNECTION_OK) {
-                am_log_warn("rollup: database connection failed: %s", PQerrorMessage(conn));
-                PQfinish(conn);
-                conn = NULL;
-            }
+    bool done = false;
+    while (!done && !aa_periodic_stopping(job)) {
+        if (refresh_one(conn, &done) != AM_OK) {
+            atomic_fetch_add(&r->failures, 1);
+            break;
         }
-        bool done = true;
-        while (conn && !stopping(r)) {
-            if (refresh_one(conn, &done) != AM_OK) {
-                atomic_fetch_add(&r->failures, 1);
-                break;
-            }
-            if (done)
-                break;
+        if (!done)
             atomic_fetch_add(&r->hours, 1);
-        }
-        if (conn)
-            count_pending(r, conn);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += r->cfg.interval_s;
-        pthread_mutex_lock(&r->mu);
-        if (!r->stopping)
-            pthread_cond_timedwait(&r->wake, &r->mu, &ts);
-        pthread_mutex_unlock(&r->mu);
     }
-    PQfinish(conn);
-    return NULL;
+    count_pending(r, conn);
 }
 
 int aa_rollup_start(aa_rollup **out, const struct aa_rollup_config *cfg)
@@ -160,17 +121,11 @@ int aa_rollup_start(aa_rollup **out, const struct aa_rollup_config *cfg)
     if (!r)
         return AM_ENOMEM;
     r->cfg = *cfg;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&r->thread, NULL, rollup_main, r) != 0) {
-        pthread_cond_destroy(&r->wake);
-        pthread_mutex_destroy(&r->mu);
+    int rc = aa_periodic_start(&r->job, cfg->database_url, "athena-admin-api-rollup",
+                               "-c TimeZone=UTC", cfg->interval_s, rollup_run, r);
+    if (rc) {
         free(r);
-        return AM_ENOMEM;
+        return rc;
     }
     *out = r;
     return AM_OK;
@@ -193,13 +148,7 @@ void aa_rollup_stop(aa_rollup *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->mu);
-    r->stopping = true;
-    pthread_cond_broadcast(&r->wake);
-    pthread_mutex_unlock(&r->mu);
-    pthread_join(r->thread, NULL);
-    pthread_cond_destroy(&r->wake);
-    pthread_mutex_destroy(&r->mu);
+    aa_periodic_stop(r->job);
     free(r);
 }
 

@@ -1,0 +1,106 @@
+/* A background job of the admin-api: its own thread and database connection, run every period. */
+#include "periodic.h"
+#include "am_error.h"
+#include "am_log.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct aa_periodic {
+    const char *database_url, *name, *opts; /* not copied: live as long as the job */
+    int interval_s;
+    aa_periodic_fn fn;
+    void *arg;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    bool stopping;
+};
+
+bool aa_periodic_stopping(aa_periodic *job)
+{
+    pthread_mutex_lock(&job->mu);
+    bool s = job->stopping;
+    pthread_mutex_unlock(&job->mu);
+    return s;
+}
+
+static PGconn *connect_job(aa_periodic *job)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
+    const char *vals[] = {job->database_url, "5", job->name, job->opts ? job->opts : "", NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        am_log_warn("%s: database connection failed: %s", job->name, PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+static void *job_main(void *arg)
+{
+    aa_periodic *job = arg;
+    PGconn *conn = NULL;
+
+    while (!aa_periodic_stopping(job)) {
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            PQfinish(conn);
+            conn = connect_job(job);
+        }
+        if (conn)
+            job->fn(job->arg, job, conn);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += job->interval_s;
+        pthread_mutex_lock(&job->mu);
+        if (!job->stopping)
+            pthread_cond_timedwait(&job->wake, &job->mu, &ts);
+        pthread_mutex_unlock(&job->mu);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+int aa_periodic_start(aa_periodic **out, const char *database_url, const char *name,
+                      const char *opts, int interval_s, aa_periodic_fn fn, void *arg)
+{
+    aa_periodic *job = calloc(1, sizeof *job);
+    if (!job)
+        return AM_ENOMEM;
+    *job = (struct aa_periodic){.database_url = database_url,
+                                .name = name,
+                                .opts = opts,
+                                .interval_s = interval_s,
+                                .fn = fn,
+                                .arg = arg};
+    pthread_mutex_init(&job->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&job->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&job->thread, NULL, job_main, job) != 0) {
+        pthread_cond_destroy(&job->wake);
+        pthread_mutex_destroy(&job->mu);
+        free(job);
+        return AM_ENOMEM;
+    }
+    *out = job;
+    return AM_OK;
+}
+
+void aa_periodic_stop(aa_periodic *job)
+{
+    if (!job)
+        return;
+    pthread_mutex_lock(&job->mu);
+    job->stopping = true;
+    pthread_cond_broadcast(&job->wake);
+    pthread_mutex_unlock(&job->mu);
+    pthread_join(job->thread, NULL);
+    pthread_cond_destroy(&job->wake);
+    pthread_mutex_destroy(&job->mu);
+    free(job);
+}
