@@ -365,6 +365,56 @@ EOF
 	} >"$file"
 }
 
+# bench_wrk_lua_cycle FILE PATH BODY...: like bench_wrk_lua with POST
+# (application/json), but request N carries BODY number N modulo their
+# count, each connection cycling through them in turn, all to PATH.
+bench_wrk_lua_cycle() {
+	local file=$1 path=$2 body
+	shift 2
+	{
+		printf 'local bodies = {}\n'
+		for body in "$@"; do
+			[[ $body != *']==]'* ]] || am_die "bench_wrk_lua_cycle: a body may not hold ]==]"
+			printf 'bodies[#bodies + 1] = [==[%s]==]\n' "$body"
+		done
+		printf 'local path = [==[%s]==]\n' "$path"
+		cat <<'EOF2'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, bodies[(n - 1) % #bodies + 1])
+end
+EOF2
+		bench_wrk_lua "$file.done"
+		cat "$file.done"
+		rm -f "$file.done"
+	} >"$file"
+}
+
+# bench_curl_loop OUT URL REPEAT BODY_FILE...: curl's own loop: one curl
+# process, one kept-alive connection, REPEAT times each BODY_FILE in turn
+# POSTed (application/json) to URL with --next; OUT gets one line per
+# transfer: "INDEX HTTP_CODE NUM_CONNECTS TIME_TOTAL_US" (INDEX: which body,
+# from 1). Dies when curl fails.
+bench_curl_loop() {
+	local out=$1 url=$2 repeat=$3 cfg i j n status=0
+	shift 3
+	cfg=$out.curlrc
+	n=$#
+	: >"$cfg"
+	for ((i = 0; i < repeat; i++)); do
+		for ((j = 1; j <= n; j++)); do
+			printf 'url = "%s"\nheader = "Content-Type: application/json"\ndata-binary = "@%s"\noutput = "/dev/null"\nsilent\nshow-error\nwrite-out = "%s %%{http_code} %%{num_connects} %%{time_total}\\n"\nnext\n' \
+				"$url" "${!j}" "$j" >>"$cfg"
+		done
+	done
+	# No "next" after the last transfer (curl would want one more URL).
+	sed -i '$d' "$cfg"
+	curl -K "$cfg" >"$out.raw" 2>"$out.err" || status=$?
+	((status == 0)) || am_die "curl loop on $url failed (exit $status): $(head -c 300 "$out.err")"
+	awk '{ printf "%s %s %s %.0f\n", $1, $2, $3, $4 * 1e6 }' "$out.raw" >"$out"
+}
+
 # bench_wrk LABEL LUA THREADS CONNS SECONDS URL: run wrk --latency with a
 # script made by bench_wrk_lua, in the background (so that a signal reaches
 # the EXIT trap at once), its output in $BENCH_TMP/wrk.N.LABEL.log. Sets
