@@ -9,6 +9,7 @@
 #include "proxy.h"
 #include "am_clock.h"
 #include "am_error.h"
+#include "am_idle_pool.h"
 #include "am_log.h"
 #include "am_metric.h"
 #include "am_ollama.h"
@@ -31,10 +32,9 @@
 struct gw_proxy {
     struct gw_proxy_config cfg;
     pthread_mutex_t mu;
-    pthread_cond_t idle;                    /* signalled when a stream ends */
-    am_ollama_client *clients[MAX_CLIENTS]; /* idle keep-alive connections */
-    int nclients;
-    int streams; /* streaming calls running */
+    pthread_cond_t idle;   /* signalled when a stream ends */
+    am_idle_pool *clients; /* idle keep-alive connections */
+    int streams;           /* streaming calls running */
     _Atomic uint64_t calls_ok, calls_error, streams_rejected;
     _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     struct am_prom_histogram latency, ttft, tokens;
@@ -48,11 +48,28 @@ static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
 static const double token_bounds[] = {1,     4,     16,     64,      256,     1024,     4096,
                                       16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 
+static int client_make(void **out)
+{
+    am_ollama_client *c = NULL;
+    int rc = am_ollama_client_new(&c);
+    *out = c;
+    return rc;
+}
+
+static void client_drop(void *c)
+{
+    am_ollama_client_free(c);
+}
+
 int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
 {
     gw_proxy *p = calloc(1, sizeof *p);
     if (!p)
         return AM_ENOMEM;
+    if (am_idle_pool_new(&p->clients, MAX_CLIENTS, client_make, client_drop)) {
+        free(p);
+        return AM_ENOMEM;
+    }
     p->cfg = *cfg;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->idle, NULL);
@@ -68,25 +85,12 @@ int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
 
 static am_ollama_client *client_get(gw_proxy *p)
 {
-    am_ollama_client *c = NULL;
-    pthread_mutex_lock(&p->mu);
-    if (p->nclients > 0)
-        c = p->clients[--p->nclients];
-    pthread_mutex_unlock(&p->mu);
-    if (!c && am_ollama_client_new(&c) != AM_OK)
-        return NULL;
-    return c;
+    return am_idle_pool_get(p->clients);
 }
 
 static void client_put(gw_proxy *p, am_ollama_client *c)
 {
-    pthread_mutex_lock(&p->mu);
-    if (p->nclients < MAX_CLIENTS) {
-        p->clients[p->nclients++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&p->mu);
-    am_ollama_client_free(c);
+    am_idle_pool_put(p->clients, c);
 }
 
 /* What one call needs after the handler has returned. */
@@ -647,8 +651,7 @@ void gw_proxy_free(gw_proxy *p, int timeout_ms)
         am_log_warn("%d streaming calls still running at shutdown", left);
         return;
     }
-    for (int i = 0; i < p->nclients; i++)
-        am_ollama_client_free(p->clients[i]);
+    am_idle_pool_free(p->clients);
     pthread_cond_destroy(&p->idle);
     pthread_mutex_destroy(&p->mu);
     free(p);

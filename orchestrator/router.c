@@ -12,6 +12,7 @@
 #include "am_error.h"
 #include "am_log.h"
 #include "am_metric.h"
+#include "am_idle_pool.h"
 #include "am_ollama.h"
 #include "am_prom.h"
 #include "openai_client.h"
@@ -35,11 +36,8 @@ struct orch_router {
     struct orch_router_config cfg;
     char *ollama_url, *mlx_url;
 
-    pthread_mutex_t mu;
-    am_ollama_client **ollama; /* idle handles */
-    int nollama;
-    orch_openai_client **openai;
-    int nopenai;
+    am_idle_pool *ollama; /* idle keep-alive handles */
+    am_idle_pool *openai;
 
     _Atomic uint64_t calls[NBACKENDS][NSTAGES][2]; /* [.][.][error] */
     _Atomic uint64_t attempts[NBACKENDS][2];
@@ -63,21 +61,46 @@ static char *strip_url(const char *url)
     return strndup(url, n);
 }
 
+/* The pools' constructors and destructors, typed for am_idle_pool. */
+static int ollama_make(void **out)
+{
+    am_ollama_client *c = NULL;
+    int rc = am_ollama_client_new(&c);
+    *out = c;
+    return rc;
+}
+
+static void ollama_drop(void *c)
+{
+    am_ollama_client_free(c);
+}
+
+static int openai_make(void **out)
+{
+    orch_openai_client *c = NULL;
+    int rc = orch_openai_client_new(&c);
+    *out = c;
+    return rc;
+}
+
+static void openai_drop(void *c)
+{
+    orch_openai_client_free(c);
+}
+
 int orch_router_new(orch_router **out, const struct orch_router_config *cfg)
 {
     orch_router *r = calloc(1, sizeof *r);
     if (!r)
         return AM_ENOMEM;
-    pthread_mutex_init(&r->mu, NULL);
     r->cfg = *cfg;
     if (r->cfg.max_idle_clients < 1)
         r->cfg.max_idle_clients = 1;
     r->ollama_url = strip_url(cfg->ollama_url);
     r->mlx_url = strip_url(cfg->mlx_url);
-    r->ollama = calloc((size_t)r->cfg.max_idle_clients, sizeof *r->ollama);
-    r->openai = calloc((size_t)r->cfg.max_idle_clients, sizeof *r->openai);
-    if (!r->ollama_url || (cfg->mlx_url && *cfg->mlx_url && !r->mlx_url) || !r->ollama ||
-        !r->openai) {
+    if (!r->ollama_url || (cfg->mlx_url && *cfg->mlx_url && !r->mlx_url) ||
+        am_idle_pool_new(&r->ollama, r->cfg.max_idle_clients, ollama_make, ollama_drop) ||
+        am_idle_pool_new(&r->openai, r->cfg.max_idle_clients, openai_make, openai_drop)) {
         orch_router_free(r);
         return AM_ENOMEM;
     }
@@ -93,13 +116,8 @@ void orch_router_free(orch_router *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->nollama; i++)
-        am_ollama_client_free(r->ollama[i]);
-    for (int i = 0; i < r->nopenai; i++)
-        orch_openai_client_free(r->openai[i]);
-    pthread_mutex_destroy(&r->mu);
-    free(r->ollama);
-    free(r->openai);
+    am_idle_pool_free(r->ollama);
+    am_idle_pool_free(r->openai);
     free(r->ollama_url);
     free(r->mlx_url);
     free(r);
@@ -116,48 +134,22 @@ void orch_result_free(struct orch_result *res)
 
 static am_ollama_client *ollama_get(orch_router *r)
 {
-    am_ollama_client *c = NULL;
-    pthread_mutex_lock(&r->mu);
-    if (r->nollama > 0)
-        c = r->ollama[--r->nollama];
-    pthread_mutex_unlock(&r->mu);
-    if (!c && am_ollama_client_new(&c) != AM_OK)
-        return NULL;
-    return c;
+    return am_idle_pool_get(r->ollama);
 }
 
 static void ollama_put(orch_router *r, am_ollama_client *c)
 {
-    pthread_mutex_lock(&r->mu);
-    if (r->nollama < r->cfg.max_idle_clients) {
-        r->ollama[r->nollama++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&r->mu);
-    am_ollama_client_free(c);
+    am_idle_pool_put(r->ollama, c);
 }
 
 static orch_openai_client *openai_get(orch_router *r)
 {
-    orch_openai_client *c = NULL;
-    pthread_mutex_lock(&r->mu);
-    if (r->nopenai > 0)
-        c = r->openai[--r->nopenai];
-    pthread_mutex_unlock(&r->mu);
-    if (!c && orch_openai_client_new(&c) != AM_OK)
-        return NULL;
-    return c;
+    return am_idle_pool_get(r->openai);
 }
 
 static void openai_put(orch_router *r, orch_openai_client *c)
 {
-    pthread_mutex_lock(&r->mu);
-    if (r->nopenai < r->cfg.max_idle_clients) {
-        r->openai[r->nopenai++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&r->mu);
-    orch_openai_client_free(c);
+    am_idle_pool_put(r->openai, c);
 }
 
 /* What one call sends, whichever backend takes it. */
