@@ -168,11 +168,7 @@ int main(int argc, char **argv)
         token = NULL;
 
     /* Signals are taken by sigwait below; the server threads inherit the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    am_signals_block(&set);
 
     if (aa_pool_open(&ctx.pool, database_url, (int)pool_size)) {
         fprintf(stderr, "athena-admin-api: out of memory\n");

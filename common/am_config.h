@@ -3,6 +3,7 @@
 #define AM_CONFIG_H
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stddef.h>
 
 enum am_setting_type {
@@ -49,6 +50,13 @@ void am_config_usage(const struct am_setting *table, size_t n, const char *progr
  */
 void am_config_load(const struct am_setting *table, size_t n, int argc, char **argv,
                     const char *program, const char *summary);
+
+/*
+ * Blocks SIGTERM and SIGINT in the calling thread (threads started later
+ * inherit the mask) and ignores SIGPIPE; the service's main then waits with
+ * sigwait(set, ...). Call before starting any thread.
+ */
+void am_signals_block(sigset_t *set);
 
 /* Splits a comma-separated list in place into at most max items; returns the count. */
 size_t am_config_split(char *list, char **items, size_t max);

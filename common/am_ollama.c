@@ -29,13 +29,18 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int am_ollama_client_new(am_ollama_client **out)
+void *am_curl_easy_new(void)
 {
     pthread_once(&curl_once, curl_init_once);
+    return curl_easy_init();
+}
+
+int am_ollama_client_new(am_ollama_client **out)
+{
     am_ollama_client *c = calloc(1, sizeof *c);
     if (!c)
         return AM_ENOMEM;
-    c->curl = curl_easy_init();
+    c->curl = am_curl_easy_new();
     if (!c->curl) {
         free(c);
         return AM_ENOMEM;

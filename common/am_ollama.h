@@ -42,6 +42,13 @@ struct am_ollama_result {
 
 /* A reusable connection handle (keep-alive); one per thread. Freed with am_ollama_client_free. */
 typedef struct am_ollama_client am_ollama_client;
+
+/*
+ * A new libcurl easy handle, libcurl's global set-up done once for the
+ * process first. NULL when out of memory; free with curl_easy_cleanup.
+ * (void * keeps curl.h out of this header.)
+ */
+void *am_curl_easy_new(void);
 int am_ollama_client_new(am_ollama_client **out);
 void am_ollama_client_free(am_ollama_client *c);
 

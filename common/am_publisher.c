@@ -73,6 +73,16 @@ void am_publisher_settings_apply(const struct am_publisher_settings *s,
     cfg->linger_ms = (unsigned)s->linger_ms;
 }
 
+int am_publisher_open_settings(am_publisher **out, const struct am_publisher_settings *s,
+                               const char *urls)
+{
+    struct am_publisher_config cfg;
+    am_publisher_config_init(&cfg);
+    am_publisher_settings_apply(s, &cfg);
+    cfg.urls = urls;
+    return am_publisher_open(out, &cfg);
+}
+
 static void on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     am_publisher *pub = arg;

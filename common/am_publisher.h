@@ -74,6 +74,13 @@ struct am_publisher_settings {
             &(s).linger_ms                                                                         \
     }
 
+/*
+ * am_publisher_open for a service: the defaults, then its loaded settings,
+ * dialling urls under the default source id.
+ */
+int am_publisher_open_settings(am_publisher **out, const struct am_publisher_settings *s,
+                               const char *urls);
+
 /* Copies loaded settings into cfg. */
 void am_publisher_settings_apply(const struct am_publisher_settings *s,
                                  struct am_publisher_config *cfg);

@@ -63,18 +63,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "athena-gateway: %s\n", err);
         return 2;
     }
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    am_signals_block(&set);
 
-    struct am_publisher_config pcfg;
-    am_publisher_config_init(&pcfg);
-    am_publisher_settings_apply(&pubset, &pcfg);
-    pcfg.urls = bus_urls;
-    pcfg.source_id = NULL;
-    if (am_publisher_open(&pub, &pcfg) != AM_OK) {
+    if (am_publisher_open_settings(&pub, &pubset, bus_urls) != AM_OK) {
         fprintf(stderr, "athena-gateway: METRICS_BUS_URLS: cannot publish to '%s'\n", bus_urls);
         gw_models_free(models);
         return 2;
@@ -102,7 +93,7 @@ int main(int argc, char **argv)
         goto out;
     }
     am_log_info("athena-gateway %s on %s, Ollama at %s, metrics %s", AM_VERSION, listen_addr,
-                ollama_url, pcfg.enabled ? bus_urls : "off");
+                ollama_url, pubset.enabled ? bus_urls : "off");
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
 out:

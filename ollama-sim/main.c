@@ -122,11 +122,7 @@ int main(int argc, char **argv)
     cfg.max_body = (size_t)max_body_kib << 10;
 
     /* Signals are taken by sigwait below; the server threads inherit the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    am_signals_block(&set);
 
     if (sim_server_start(&server, &cfg) != AM_OK) {
         sim_models_free(models);

@@ -179,18 +179,9 @@ int main(int argc, char **argv)
     char *intents_buf = split_list("ORCH_INTENTS", intents_list, intents, &nintents);
     char *rejects_buf = split_list("ORCH_VALIDATE_REJECT_WORDS", reject_list, rejects, &nrejects);
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    am_signals_block(&set);
 
-    struct am_publisher_config pcfg;
-    am_publisher_config_init(&pcfg);
-    am_publisher_settings_apply(&pubset, &pcfg);
-    pcfg.urls = bus_urls;
-    pcfg.source_id = NULL;
-    if (am_publisher_open(&pub, &pcfg) != AM_OK) {
+    if (am_publisher_open_settings(&pub, &pubset, bus_urls) != AM_OK) {
         fprintf(stderr, PROGRAM ": METRICS_BUS_URLS: cannot publish to '%s'\n", bus_urls);
         status = 2;
         goto out;
@@ -272,7 +263,7 @@ int main(int argc, char **argv)
     am_log_info(PROGRAM " %s on %s, Ollama at %s, registry %s, %lld workers, queue %lld, "
                         "metrics %s",
                 AM_VERSION, listen_addr, ollama_url, admin_url && *admin_url ? admin_url : "off",
-                workers, queue_max, pcfg.enabled ? bus_urls : "off");
+                workers, queue_max, pubset.enabled ? bus_urls : "off");
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
     status = 0;

@@ -7,6 +7,7 @@
 #include "am_buf.h"
 #include "am_clock.h"
 #include "am_error.h"
+#include "am_ollama.h"
 #include "am_log.h"
 
 #include <curl/curl.h>
@@ -25,20 +26,12 @@ struct orch_openai_client {
     struct am_buf answer;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 int orch_openai_client_new(orch_openai_client **out)
 {
-    pthread_once(&curl_once, curl_init_once);
     orch_openai_client *c = calloc(1, sizeof *c);
     if (!c)
         return AM_ENOMEM;
-    c->curl = curl_easy_init();
+    c->curl = am_curl_easy_new();
     if (!c->curl) {
         free(c);
         return AM_ENOMEM;
