@@ -67,6 +67,57 @@ int am_buf_printf(struct am_buf *b, const char *fmt, ...)
     return AM_OK;
 }
 
+int am_buf_json_string(struct am_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* Most text needs no escaping: reserve for that and copy runs of plain bytes. */
+    int rc = reserve(b, len + 2);
+    if (rc)
+        return rc;
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if ((rc = am_buf_append(b, s + run, i - run)))
+            return rc;
+        run = i + 1;
+        char esc[6] = {'\\', (char)c};
+        size_t n = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if ((rc = am_buf_append(b, esc, n)))
+            return rc;
+    }
+    if ((rc = am_buf_append(b, s + run, len - run)))
+        return rc;
+    return am_buf_append(b, "\"", 1);
+}
+
 char *am_buf_take(struct am_buf *b, size_t *len)
 {
     char *p = b->data;

@@ -22,6 +22,9 @@ struct am_ollama_client {
     CURL *curl;
 };
 
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata);
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata);
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
 static void curl_init_once(void)
@@ -45,6 +48,23 @@ int am_ollama_client_new(am_ollama_client **out)
         free(c);
         return AM_ENOMEM;
     }
+    /* What every call shares is set once; am_ollama_run sets the rest per call. */
+    CURL *h = c->curl;
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Only http and https: the base URL comes from configuration, still no file:// surprises. */
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /*
+     * With no proxy variable in the environment, say so once: libcurl would
+     * otherwise look for them again on every call.
+     */
+    static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    bool proxied = false;
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
+        proxied |= getenv(proxy_vars[i]) != NULL;
+    if (!proxied)
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
     *out = c;
     return AM_OK;
 }
@@ -225,9 +245,13 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
     struct call_state *st = userdata;
     size_t n = size * nitems;
-    long code;
-    if (n > 9 && !strncmp(buf, "HTTP/", 5) && sscanf(buf, "HTTP/%*s %ld", &code) == 1)
-        st->status = code;
+    /* "HTTP/1.1 200 OK": the three digits after the first space */
+    if (n > 12 && !memcmp(buf, "HTTP/", 5)) {
+        const char *sp = memchr(buf, ' ', n - 4);
+        if (sp && sp[1] >= '1' && sp[1] <= '5' && sp[2] >= '0' && sp[2] <= '9' && sp[3] >= '0' &&
+            sp[3] <= '9')
+            st->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    }
     return n;
 }
 
@@ -247,7 +271,6 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
                   struct am_ollama_result *res)
 {
     struct call_state st = {.call = call, .res = res};
-    struct curl_slist *headers = NULL;
     char url[2048];
     char rid[300];
     int rc = AM_OK;
@@ -256,17 +279,26 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
     snprintf(url, sizeof url, "%s%s", call->base_url, call->path);
     am_ndjson_init(&st.lines, MAX_LINE, on_line, &st);
     am_buf_init(&st.errbody, MAX_ERRBODY);
-    headers = curl_slist_append(headers, "Content-Type: application/json");
+    /*
+     * The header list lives on the stack for the call (libcurl only reads
+     * it). "Expect:" keeps libcurl from waiting for a 100 Continue before
+     * sending a large body.
+     */
+    struct curl_slist headers[3] = {
+        {.data = "Content-Type: application/json", .next = &headers[1]},
+        {.data = "Expect:", .next = NULL},
+        {.data = rid, .next = NULL},
+    };
     if (call->request_id) {
         snprintf(rid, sizeof rid, "X-Request-Id: %s", call->request_id);
-        headers = curl_slist_append(headers, rid);
+        headers[1].next = &headers[2];
     }
 
     CURL *h = c->curl;
-    curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->body));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
@@ -275,10 +307,6 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, call->timeout_ms > 0 ? call->timeout_ms : 120000L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      call->connect_timeout_ms > 0 ? call->connect_timeout_ms : 5000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Only http and https: the base URL comes from configuration, still no file:// surprises. */
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
     st.t0 = am_clock_mono_ns();
     CURLcode cc = curl_easy_perform(h);
@@ -304,7 +332,6 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
         AM_LOG_REQ(AM_LOG_WARN, call->request_id, "ollama %s: %s: %s", call->path, res->error_type,
                    res->error);
     }
-    curl_slist_free_all(headers);
     am_ndjson_free(&st.lines);
     am_buf_free(&st.errbody);
     return rc;
@@ -325,13 +352,14 @@ int am_ollama_get(am_ollama_client *c, const char *base_url, const char *path, l
     am_buf_init(&b, 1 << 20);
     snprintf(url, sizeof url, "%s%s", base_url, path);
     CURL *h = c->curl;
-    curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, NULL);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         am_log_warn("GET %s failed: %s", url, curl_easy_strerror(cc));

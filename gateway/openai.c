@@ -1,8 +1,10 @@
 /* Translation between OpenAI chat completions and Ollama's /api/chat. */
 #include "openai.h"
+#include "am_buf.h"
 #include "am_error.h"
 #include "am_metric.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,49 +20,68 @@ static int fail(char *err, char *param, size_t errlen, const char *field, const 
     return AM_EINVAL;
 }
 
-/* Message content: a string, or an array of {"type": "text", "text": ...} parts. */
-static json_t *flatten_content(json_t *content, char *err, char *param, size_t errlen, size_t i)
+/* Message content, a string or an array of {"type": "text", "text": ...} parts, as one JSON string.
+ */
+static int write_content(struct am_buf *b, json_t *content, char *err, char *param, size_t errlen,
+                         size_t i)
 {
     char field[64];
     snprintf(field, sizeof field, "messages[%zu].content", i);
     if (json_is_string(content))
-        return json_incref(content);
-    if (json_is_null(content))
-        return json_string("");
-    if (!json_is_array(content)) {
-        fail(err, param, errlen, field, "%s must be a string or an array of text parts", field);
-        return NULL;
-    }
-    size_t total = 0, k;
+        return am_buf_json_string(b, json_string_value(content), json_string_length(content));
+    if (json_is_null(content) || !content)
+        return am_buf_lit(b, "\"\"");
+    if (!json_is_array(content))
+        return fail(err, param, errlen, field, "%s must be a string or an array of text parts",
+                    field);
+    size_t k;
     json_t *part;
     json_array_foreach(content, k, part)
     {
-        json_t *text = json_object_get(part, "text");
-        if (!json_is_string(text) || !json_is_string(json_object_get(part, "type")) ||
-            strcmp(json_string_value(json_object_get(part, "type")), "text") != 0) {
-            fail(err, param, errlen, field, "%s: only text parts are supported", field);
-            return NULL;
-        }
-        total += json_string_length(text);
+        json_t *type = json_object_get(part, "type");
+        if (!json_is_string(json_object_get(part, "text")) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "text") != 0)
+            return fail(err, param, errlen, field, "%s: only text parts are supported", field);
     }
-    char *joined = malloc(total + 1);
-    if (!joined)
-        return NULL;
-    size_t n = 0;
+    /* The parts' escaped texts, one after the other, are the escaped joined text. */
+    int rc = am_buf_lit(b, "\"");
     json_array_foreach(content, k, part)
     {
         json_t *text = json_object_get(part, "text");
-        memcpy(joined + n, json_string_value(text), json_string_length(text));
-        n += json_string_length(text);
+        size_t at = b->len;
+        if (!rc &&
+            !(rc = am_buf_json_string(b, json_string_value(text), json_string_length(text)))) {
+            /* drop the quotes am_buf_json_string put around this part */
+            memmove(b->data + at, b->data + at + 1, b->len - at - 2);
+            b->len -= 2;
+        }
     }
-    joined[n] = '\0';
-    json_t *s = json_stringn(joined, n);
-    free(joined);
-    return s;
+    return rc ? rc : am_buf_lit(b, "\"");
 }
 
-static int number(json_t *req, const char *key, double min, double max, json_t *options,
-                  const char *as, char *err, char *param, size_t errlen)
+/* A JSON number as Ollama gets it: integers as they are, reals in the fewest digits that read back.
+ */
+static int write_number(struct am_buf *b, json_t *v)
+{
+    if (json_is_integer(v))
+        return am_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    double d = json_real_value(v);
+    char text[32];
+    snprintf(text, sizeof text, "%.15g", d);
+    if (strtod(text, NULL) != d)
+        snprintf(text, sizeof text, "%.17g", d);
+    return am_buf_append(b, text, strlen(text));
+}
+
+/* Opens the "options" object on its first entry and writes the key. */
+static int option_key(struct am_buf *b, int *options, const char *key)
+{
+    int rc = am_buf_printf(b, "%s\"%s\":", (*options)++ ? "," : ",\"options\":{", key);
+    return rc;
+}
+
+static int number(json_t *req, const char *key, double min, double max, struct am_buf *b,
+                  int *options, const char *as, char *err, char *param, size_t errlen)
 {
     json_t *v = json_object_get(req, key);
     char msg[160];
@@ -70,20 +91,53 @@ static int number(json_t *req, const char *key, double min, double max, json_t *
         snprintf(msg, sizeof msg, "%s must be a number between %g and %g", key, min, max);
         return fail(err, param, errlen, key, "%s", msg);
     }
-    json_object_set(options, as, v);
-    return AM_OK;
+    return option_key(b, options, as) || write_number(b, v) ? AM_ENOMEM : AM_OK;
 }
 
+static int write_stop(struct am_buf *b, int *options, json_t *stop, char *err, char *param,
+                      size_t errlen)
+{
+    const char *msg = "%sstop must be a string or up to 4 strings";
+    size_t k;
+    json_t *s;
+    if (!json_is_string(stop) && !(json_is_array(stop) && json_array_size(stop) <= 4))
+        return fail(err, param, errlen, "stop", msg, NULL);
+    json_array_foreach(stop, k, s)
+    {
+        if (!json_is_string(s))
+            return fail(err, param, errlen, "stop", msg, NULL);
+    }
+    if (option_key(b, options, "stop") || am_buf_lit(b, "["))
+        return AM_ENOMEM;
+    if (json_is_string(stop)) {
+        if (am_buf_json_string(b, json_string_value(stop), json_string_length(stop)))
+            return AM_ENOMEM;
+    }
+    json_array_foreach(stop, k, s)
+    {
+        if ((k > 0 && am_buf_lit(b, ",")) ||
+            am_buf_json_string(b, json_string_value(s), json_string_length(s)))
+            return AM_ENOMEM;
+    }
+    return am_buf_lit(b, "]") ? AM_ENOMEM : AM_OK;
+}
+
+/*
+ * Validates the body and writes the Ollama request straight into a buffer:
+ * {"model", "messages": [{"role", "content"}...], "stream", "options"}.
+ */
 int gw_parse_request(const char *body, size_t len, const gw_models *models, struct gw_request *out,
                      char *err, char *param, size_t errlen)
 {
     json_error_t jerr;
-    json_t *req = NULL, *ollama = NULL, *messages = NULL, *options = NULL;
-    int rc = AM_EINVAL;
+    json_t *req = NULL;
+    struct am_buf b;
+    int rc = AM_EINVAL, options = 0;
     char msg[256];
 
     memset(out, 0, sizeof *out);
-    param[0] = '\0';
+    param[0] = err[0] = '\0';
+    am_buf_init(&b, len * 6 + 4096); /* escaping grows text at most six times */
     req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req) {
         snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
@@ -112,7 +166,9 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
              "%smessages must be a non-empty array (at most 1024 messages)", NULL);
         goto out;
     }
-    messages = json_array();
+    if (am_buf_lit(&b, "{\"model\":") || am_buf_json_string(&b, out->model, strlen(out->model)) ||
+        am_buf_lit(&b, ",\"messages\":["))
+        goto oom;
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m)
@@ -121,20 +177,21 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         char field[64];
         snprintf(field, sizeof field, "messages[%zu].role", i);
         static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
-        int known = 0;
+        int known = -1;
         for (int r = 0; json_is_string(role) && roles[r]; r++)
-            known |= !strcmp(json_string_value(role), roles[r]);
-        if (!json_is_object(m) || !known) {
+            if (!strcmp(json_string_value(role), roles[r]))
+                known = r;
+        if (!json_is_object(m) || known < 0) {
             fail(err, param, errlen, field, "%s must be system, user, assistant or tool", field);
             goto out;
         }
-        json_t *content = flatten_content(json_object_get(m, "content"), err, param, errlen, i);
-        if (!content) {
-            if (!err[0])
-                fail(err, param, errlen, NULL, "%sout of memory", NULL);
+        if (am_buf_printf(&b, "%s{\"role\":\"%s\",\"content\":", i ? "," : "", roles[known]))
+            goto oom;
+        int crc = write_content(&b, json_object_get(m, "content"), err, param, errlen, i);
+        if (crc == AM_EINVAL)
             goto out;
-        }
-        json_array_append_new(messages, json_pack("{s:O,s:o}", "role", role, "content", content));
+        if (crc || am_buf_lit(&b, "}"))
+            goto oom;
     }
 
     json_t *stream = json_object_get(req, "stream");
@@ -143,6 +200,8 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         goto out;
     }
     out->stream = json_is_true(stream);
+    if (am_buf_printf(&b, "],\"stream\":%s", out->stream ? "true" : "false"))
+        goto oom;
     json_t *so = json_object_get(req, "stream_options");
     if (so && !json_is_null(so)) {
         json_t *iu = json_object_get(so, "include_usage");
@@ -159,10 +218,9 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         goto out;
     }
 
-    options = json_object();
-    if (number(req, "temperature", 0, 2, options, "temperature", err, param, errlen) ||
-        number(req, "top_p", 0, 1, options, "top_p", err, param, errlen))
-        goto out;
+    if (number(req, "temperature", 0, 2, &b, &options, "temperature", err, param, errlen) ||
+        number(req, "top_p", 0, 1, &b, &options, "top_p", err, param, errlen))
+        goto fail;
     const char *tok_key =
         json_object_get(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     json_t *max_tokens = json_object_get(req, tok_key);
@@ -173,7 +231,8 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
             fail(err, param, errlen, tok_key, "%s", msg);
             goto out;
         }
-        json_object_set(options, "num_predict", max_tokens);
+        if (option_key(&b, &options, "num_predict") || write_number(&b, max_tokens))
+            goto oom;
     }
     json_t *seed = json_object_get(req, "seed");
     if (seed && !json_is_null(seed)) {
@@ -181,49 +240,25 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
             fail(err, param, errlen, "seed", "%sseed must be a whole number", NULL);
             goto out;
         }
-        json_object_set(options, "seed", seed);
+        if (option_key(&b, &options, "seed") || write_number(&b, seed))
+            goto oom;
     }
     json_t *stop = json_object_get(req, "stop");
-    if (stop && !json_is_null(stop)) {
-        json_t *list = json_array();
-        if (json_is_string(stop)) {
-            json_array_append(list, stop);
-        } else if (json_is_array(stop) && json_array_size(stop) <= 4) {
-            json_t *s;
-            size_t k;
-            json_array_foreach(stop, k, s)
-            {
-                if (!json_is_string(s)) {
-                    json_decref(list);
-                    fail(err, param, errlen, "stop", "%sstop must be a string or up to 4 strings",
-                         NULL);
-                    goto out;
-                }
-                json_array_append(list, s);
-            }
-        } else {
-            json_decref(list);
-            fail(err, param, errlen, "stop", "%sstop must be a string or up to 4 strings", NULL);
-            goto out;
-        }
-        json_object_set_new(options, "stop", list);
-    }
-
-    ollama = json_pack("{s:s,s:O,s:b}", "model", out->model, "messages", messages, "stream",
-                       out->stream);
-    if (ollama && json_object_size(options) > 0)
-        json_object_set(ollama, "options", options);
-    out->ollama_body = ollama ? json_dumps(ollama, JSON_COMPACT) : NULL;
-    if (!out->ollama_body) {
-        fail(err, param, errlen, NULL, "%sout of memory", NULL);
-        goto out;
-    }
+    if (stop && !json_is_null(stop) && write_stop(&b, &options, stop, err, param, errlen))
+        goto fail;
+    if ((options && am_buf_lit(&b, "}")) || am_buf_lit(&b, "}"))
+        goto oom;
+    out->ollama_body = am_buf_take(&b, NULL);
     rc = AM_OK;
+    goto out;
+fail:
+    if (err[0])
+        goto out;
+oom:
+    fail(err, param, errlen, NULL, "%sout of memory", NULL);
 out:
     json_decref(req);
-    json_decref(ollama);
-    json_decref(messages);
-    json_decref(options);
+    am_buf_free(&b);
     return rc;
 }
 
@@ -240,64 +275,79 @@ const char *gw_finish_reason(const char *done_reason)
     return done_reason && !strcmp(done_reason, "length") ? "length" : "stop";
 }
 
-static json_t *usage(const struct am_ollama_result *res)
+/* "id", "object", "created" and "model", the head every answer object starts with. */
+static int write_head(struct am_buf *b, const char *id, const char *object, int64_t created,
+                      const char *model)
 {
-    return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)res->prompt_eval_count,
-                     "completion_tokens", (json_int_t)res->eval_count, "total_tokens",
-                     (json_int_t)(res->prompt_eval_count + res->eval_count));
+    if (am_buf_lit(b, "{\"id\":") || am_buf_json_string(b, id, strlen(id)) ||
+        am_buf_printf(b, ",\"object\":\"%s\",\"created\":%" PRId64 ",\"model\":", object,
+                      created) ||
+        am_buf_json_string(b, model, strlen(model)))
+        return AM_ENOMEM;
+    return AM_OK;
+}
+
+static int write_usage(struct am_buf *b, const struct am_ollama_result *res)
+{
+    return am_buf_printf(b,
+                         "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
+                         ",\"total_tokens\":%" PRId64 "}",
+                         res->prompt_eval_count, res->eval_count,
+                         res->prompt_eval_count + res->eval_count);
+}
+
+/* The buffer's text, or NULL (and nothing kept) when writing it failed. */
+static char *finish(struct am_buf *b, int rc)
+{
+    if (rc) {
+        am_buf_free(b);
+        return NULL;
+    }
+    return am_buf_take(b, NULL);
 }
 
 char *gw_completion_json(const char *id, int64_t created, const char *model,
                          const struct am_ollama_result *res)
 {
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:s%},s:s}],s:o}", "id", id, "object",
-                          "chat.completion", "created", (json_int_t)created, "model", model,
-                          "choices", "index", 0, "message", "role", "assistant", "content",
-                          res->content ? res->content : "", res->content_len, "finish_reason",
-                          gw_finish_reason(res->done_reason), "usage", usage(res));
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
+    struct am_buf b;
+    am_buf_init(&b, res->content_len * 6 + 4096);
+    int rc =
+        write_head(&b, id, "chat.completion", created, model) ||
+        am_buf_lit(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":") ||
+        am_buf_json_string(&b, res->content ? res->content : "", res->content_len) ||
+        am_buf_printf(&b, "},\"finish_reason\":\"%s\"}],", gw_finish_reason(res->done_reason)) ||
+        write_usage(&b, res) || am_buf_lit(&b, "}");
+    return finish(&b, rc);
 }
 
-static char *as_event(json_t *o)
-{
-    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!json)
-        return NULL;
-    size_t n = strlen(json);
-    char *ev = malloc(n + 9);
-    if (ev) {
-        memcpy(ev, "data: ", 6);
-        memcpy(ev + 6, json, n);
-        memcpy(ev + 6 + n, "\n\n", 3);
-    }
-    free(json);
-    return ev;
-}
-
+/* "data: " + the object + "\n\n" */
 char *gw_chunk_event(const char *id, int64_t created, const char *model, const char *text,
-                     size_t len, bool role, const char *finish)
+                     size_t len, bool role, const char *finish_reason)
 {
-    json_t *delta = json_object();
-    if (role)
-        json_object_set_new(delta, "role", json_string("assistant"));
-    if (text)
-        json_object_set_new(delta, "content", json_stringn(text, len));
-    json_t *choice = json_pack("{s:i,s:o,s:o}", "index", 0, "delta", delta, "finish_reason",
-                               finish ? json_string(finish) : json_null());
-    return as_event(json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", id, "object",
-                              "chat.completion.chunk", "created", (json_int_t)created, "model",
-                              model, "choices", choice));
+    struct am_buf b;
+    am_buf_init(&b, len * 6 + 4096);
+    int rc =
+        am_buf_lit(&b, "data: ") || write_head(&b, id, "chat.completion.chunk", created, model) ||
+        am_buf_lit(&b, ",\"choices\":[{\"index\":0,\"delta\":{") ||
+        (role && am_buf_lit(&b, "\"role\":\"assistant\"")) ||
+        (text && ((role ? am_buf_lit(&b, ",\"content\":") : am_buf_lit(&b, "\"content\":")) ||
+                  am_buf_json_string(&b, text, len))) ||
+        am_buf_lit(&b, "},\"finish_reason\":") ||
+        (finish_reason ? am_buf_printf(&b, "\"%s\"", finish_reason) : am_buf_lit(&b, "null")) ||
+        am_buf_lit(&b, "}]}\n\n");
+    return finish(&b, rc);
 }
 
 char *gw_usage_event(const char *id, int64_t created, const char *model,
                      const struct am_ollama_result *res)
 {
-    return as_event(json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", id, "object",
-                              "chat.completion.chunk", "created", (json_int_t)created, "model",
-                              model, "choices", "usage", usage(res)));
+    struct am_buf b;
+    am_buf_init(&b, 4096);
+    int rc = am_buf_lit(&b, "data: ") ||
+             write_head(&b, id, "chat.completion.chunk", created, model) ||
+             am_buf_lit(&b, ",\"choices\":[],") || write_usage(&b, res) || am_buf_lit(&b, "}\n\n");
+    return finish(&b, rc);
 }
 
 char *gw_error_json(const char *message, const char *type, const char *param, const char *code)

@@ -190,6 +190,55 @@ static void test_chunks_are_sse_events_with_the_same_id_and_created(void **state
     free(last);
 }
 
+/* Every byte of a message and of an answer reaches the other side unchanged, escaped as JSON needs.
+ */
+static void test_text_needing_escapes_survives_both_directions(void **state)
+{
+    struct gw_request r;
+    json_t *o = parse_ok(
+        "{\"model\":\"m\\\"q\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"a\\\"b\\\\c\\n\"},{\"type\":\"text\",\"text\":\"\\t\\u0001\\u00e9\\u2028"
+        "\\ud83d\\ude00/\"}]}],\"temperature\":1,\"top_p\":0.1,\"stop\":[\"x\\\"\",\"\\n\"]}",
+        &r);
+    static const char want[] = "a\"b\\c\n\t\x01\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80/";
+    json_t *content = json_object_get(json_array_get(json_object_get(o, "messages"), 0), "content");
+    assert_int_equal(json_string_length(content), sizeof want - 1);
+    assert_memory_equal(json_string_value(content), want, sizeof want - 1);
+    assert_string_equal(json_string_value(json_object_get(o, "model")), "m\"q");
+    json_t *opt = json_object_get(o, "options");
+    assert_int_equal(json_integer_value(json_object_get(opt, "temperature")), 1);
+    assert_true(json_real_value(json_object_get(opt, "top_p")) == 0.1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(opt, "stop"), 0)), "x\"");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(opt, "stop"), 1)), "\n");
+    json_decref(o);
+    gw_request_free(&r);
+
+    struct am_ollama_result res = {0};
+    res.content = (char *)want;
+    res.content_len = sizeof want - 1;
+    char *s = gw_completion_json("chatcmpl-\"1", 1, "m\\", &res);
+    json_error_t jerr;
+    o = json_loads(s, JSON_ALLOW_NUL, &jerr);
+    assert_non_null(o);
+    json_t *msg = json_object_get(json_array_get(json_object_get(o, "choices"), 0), "message");
+    content = json_object_get(msg, "content");
+    assert_int_equal(json_string_length(content), sizeof want - 1);
+    assert_memory_equal(json_string_value(content), want, sizeof want - 1);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), "chatcmpl-\"1");
+    assert_string_equal(json_string_value(json_object_get(o, "model")), "m\\");
+    json_decref(o);
+    free(s);
+
+    s = gw_chunk_event("c", 1, "m", want, sizeof want - 1, false, NULL);
+    o = json_loads(s + 6, JSON_ALLOW_NUL | JSON_DISABLE_EOF_CHECK, &jerr);
+    assert_non_null(o);
+    content = json_object_get(
+        json_object_get(json_array_get(json_object_get(o, "choices"), 0), "delta"), "content");
+    assert_memory_equal(json_string_value(content), want, sizeof want - 1);
+    json_decref(o);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_name_the_field),
         cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
         cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
+        cmocka_unit_test(test_text_needing_escapes_survives_both_directions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
