@@ -10,7 +10,7 @@ AM_DEB_PACKAGES=(
 	libnng-dev protobuf-c-compiler libprotobuf-c-dev
 	libpq-dev postgresql-15 postgresql-client-15
 	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev
-	libcmocka-dev clang-format
+	libcmocka-dev clang-format clang libclang-rt-14-dev
 	curl procps iproute2 jq prometheus
 	chromium libjs-chart.js nodejs npm
 )

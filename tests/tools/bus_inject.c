@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *url;
 static const char *source_id;
@@ -23,6 +24,7 @@ static long long first_seq;
 static long long epoch;
 static long long seed;
 static long long wait_ms;
+static long long rate;
 static bool hold;
 
 static const struct am_setting settings[] = {
@@ -39,6 +41,10 @@ static const struct am_setting settings[] = {
     {"seed", NULL, AM_SET_INT, "1", 0, 1LL << 62, "seed of the garbage", &seed},
     {"wait-ms", NULL, AM_SET_INT, "10000", 0, 600000,
      "how long to wait for a subscriber before sending", &wait_ms},
+    {"rate", NULL, AM_SET_INT, "0", 0, 100000000,
+     "frames per second at most (0: as fast as possible); keeps a flood within what a "
+     "subscriber's buffers take",
+     &rate},
     {"hold", NULL, AM_SET_ACTION, NULL, 0, 0,
      "after sending, keep the socket open until SIGTERM (the test then checks what arrived)",
      &hold},
@@ -63,8 +69,25 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
     pthread_mutex_unlock(&mu);
 }
 
+static int64_t pace_start_ns;
+static long long paced;
+
+/* Waits until the next frame is due at --rate frames per second. */
+static void pace(void)
+{
+    if (rate <= 0)
+        return;
+    int64_t due = pace_start_ns + (int64_t)((double)paced++ * 1e9 / (double)rate);
+    int64_t ahead = due - am_clock_mono_ns();
+    if (ahead > 1000000) {
+        struct timespec ts = {ahead / 1000000000, ahead % 1000000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int send_bytes(nng_socket s, const uint8_t *data, size_t len)
 {
+    pace();
     int rv = nng_send(s, (void *)(uintptr_t)data, len, 0);
     if (rv != 0)
         fprintf(stderr, "am-bus-inject: send failed: %s\n", nng_strerror(rv));
@@ -168,6 +191,7 @@ int main(int argc, char **argv)
         nng_msleep(10);
     }
 
+    pace_start_ns = am_clock_mono_ns();
     size_t cap = 4 + 64 + (size_t)batch_size * 200;
     uint8_t *valid = malloc(cap);
     uint8_t *bad = malloc(cap + 1024);
