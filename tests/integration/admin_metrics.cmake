@@ -1,3 +1,4 @@
 am_integration_test(admin_metrics integration/admin_metrics.sh)
 am_integration_test(admin_metrics_query integration/admin_metrics_query.sh)
 am_integration_test(admin_metrics_bad_input integration/admin_metrics_bad_input.sh)
+am_integration_test(http_limits integration/http_limits.sh)
