@@ -25,6 +25,7 @@ static long long backoff_max_ms;
 static long long shutdown_timeout_ms;
 static long long max_streams;
 static bool migrate_only;
+static struct am_bus_tls bus_tls;
 
 static const struct am_setting settings[] = {
     {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
@@ -48,6 +49,7 @@ static const struct am_setting settings[] = {
      "publisher streams tracked for gap detection", &max_streams},
     {"migrate", NULL, AM_SET_ACTION, NULL, 0, 0, "apply the schema migrations and exit",
      &migrate_only},
+    AM_BUS_TLS_SETTINGS(bus_tls),
 };
 
 static volatile sig_atomic_t stop;
@@ -102,6 +104,16 @@ int main(int argc, char **argv)
                    "Subscribes to the metric bus and stores every metric in PostgreSQL, once.");
     if (migrate_only)
         return run_migrations();
+    if (am_bus_url_tls(bus_listen)) {
+        /* Bad TLS files are a bad setting: say which and stop before starting anything. */
+        nng_tls_config *tls = NULL;
+        char err[512];
+        if (am_bus_tls_config(&bus_tls, true, bus_listen, &tls, err, sizeof err) != AM_OK) {
+            fprintf(stderr, "athena-collector: %s\n", err);
+            return 2;
+        }
+        nng_tls_config_free(tls);
+    }
 
     /*
      * Rows are allocated on the receiver and NNG threads and freed on the
@@ -136,6 +148,7 @@ int main(int argc, char **argv)
     }
     struct cl_receiver_config rcfg = {
         .listen_url = bus_listen,
+        .tls = &bus_tls,
         .recvbuf = (int)recvbuf,
         .max_streams = (size_t)max_streams,
     };

@@ -114,8 +114,9 @@ int cl_receiver_run(const struct cl_receiver_config *cfg, struct cl_chunkq *q,
     nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 2 * AM_FRAME_MAX);
     nng_socket_set_int(sock, NNG_OPT_RECVBUF, cfg->recvbuf);
     nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 100);
-    if ((rv = nng_listen(sock, cfg->listen_url, NULL, 0)) != 0) {
-        am_log_error("cannot listen on %s: %s", cfg->listen_url, nng_strerror(rv));
+    char err[512];
+    if (am_bus_listen(sock, cfg->listen_url, cfg->tls, err, sizeof err) != AM_OK) {
+        am_log_error("%s", err);
         rc = AM_ENET;
         goto out;
     }

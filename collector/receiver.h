@@ -2,14 +2,17 @@
 #ifndef CL_RECEIVER_H
 #define CL_RECEIVER_H
 
+#include "am_bus_tls.h"
+
 #include "chunkq.h"
 
 #include <signal.h>
 
 struct cl_receiver_config {
-    const char *listen_url; /* METRICS_BUS_LISTEN */
-    int recvbuf;            /* NNG_OPT_RECVBUF, messages */
-    size_t max_streams;     /* publisher streams tracked for gaps */
+    const char *listen_url;       /* METRICS_BUS_LISTEN */
+    const struct am_bus_tls *tls; /* for a tls+tcp:// listen URL (METRICS_BUS_TLS_*) */
+    int recvbuf;                  /* NNG_OPT_RECVBUF, messages */
+    size_t max_streams;           /* publisher streams tracked for gaps */
 };
 
 /*

@@ -71,6 +71,7 @@ void am_publisher_settings_apply(const struct am_publisher_settings *s,
     cfg->batch_max = (unsigned)s->batch_max;
     cfg->batch_ms = (unsigned)s->batch_ms;
     cfg->linger_ms = (unsigned)s->linger_ms;
+    cfg->tls = s->tls;
 }
 
 int am_publisher_open_settings(am_publisher **out, const struct am_publisher_settings *s,
@@ -341,10 +342,9 @@ static int dial_all(am_publisher *pub, const char *urls)
         rc = AM_EINVAL;
     }
     for (size_t i = 0; i < n && rc == AM_OK; i++) {
-        /* Non-blocking: a collector that is not up yet is dialled again in the background. */
-        int rv = nng_dial(pub->sock, items[i], NULL, NNG_FLAG_NONBLOCK);
-        if (rv != 0) {
-            am_log_error("publisher: cannot dial %s: %s", items[i], nng_strerror(rv));
+        char err[512];
+        if (am_bus_dial(pub->sock, items[i], &pub->cfg.tls, err, sizeof err) != AM_OK) {
+            am_log_error("publisher: %s", err);
             rc = AM_EINVAL;
         }
     }

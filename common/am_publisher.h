@@ -5,6 +5,8 @@
 #include "am_buf.h"
 #include "am_metric.h"
 
+#include "am_bus_tls.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +22,7 @@ struct am_publisher_config {
     unsigned batch_ms;      /* a partial batch waits at most this long (default 50) */
     unsigned linger_ms; /* on close, time allowed to reach a subscriber and drain (default 2000) */
     int sendbuf;        /* NNG_OPT_SENDBUF, messages per subscriber (default 8192) */
+    struct am_bus_tls tls; /* for tls+tcp:// URLs (METRICS_BUS_TLS_*); unset by default */
 };
 
 /* Fills cfg with the defaults above (enabled, tcp://127.0.0.1:5556). */
@@ -32,12 +35,14 @@ struct am_publisher_settings {
     long long batch_max;
     long long batch_ms;
     long long linger_ms;
+    struct am_bus_tls tls;
 };
 
 /*
  * Rows of a service's settings table (am_config.h) for the publisher, the
  * same in every service: METRICS_ENABLED, METRICS_QUEUE_MAX,
- * METRICS_BATCH_MAX, METRICS_BATCH_MS, METRICS_LINGER_MS. s is a struct
+ * METRICS_BATCH_MAX, METRICS_BATCH_MS, METRICS_LINGER_MS and the bus's TLS
+ * files (METRICS_BUS_TLS_CA, _CERT, _KEY). s is a struct
  * am_publisher_settings; the bus URLs stay a row of the service's own.
  */
 #define AM_PUBLISHER_SETTINGS(s)                                                                   \
@@ -68,11 +73,15 @@ struct am_publisher_settings {
          60000,                                                                                    \
          "how long a partial batch waits before it is sent",                                       \
          &(s).batch_ms},                                                                           \
-    {                                                                                              \
-        "metrics-linger-ms", "METRICS_LINGER_MS", AM_SET_INT, "2000", 0, 3600000,                  \
-            "at shutdown, how long to wait for a collector and for the queue to drain",            \
-            &(s).linger_ms                                                                         \
-    }
+        {"metrics-linger-ms",                                                                      \
+         "METRICS_LINGER_MS",                                                                      \
+         AM_SET_INT,                                                                               \
+         "2000",                                                                                   \
+         0,                                                                                        \
+         3600000,                                                                                  \
+         "at shutdown, how long to wait for a collector and for the queue to drain",               \
+         &(s).linger_ms},                                                                          \
+        AM_BUS_TLS_SETTINGS((s).tls)
 
 /*
  * am_publisher_open for a service: the defaults, then its loaded settings,

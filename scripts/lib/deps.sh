@@ -11,7 +11,7 @@ AM_DEB_PACKAGES=(
 	libpq-dev postgresql-15 postgresql-client-15
 	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev
 	libcmocka-dev clang-format clang libclang-rt-14-dev
-	curl procps iproute2 jq prometheus
+	curl procps iproute2 jq prometheus openssl
 	chromium libjs-chart.js nodejs npm
 )
 # NodeSource's nodejs ships npm itself and conflicts with Debian's npm package:
