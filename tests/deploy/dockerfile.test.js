@@ -124,7 +124,7 @@ test('the build stage installs the build packages of scripts/lib/deps.sh, and no
   // What scripts/test and scripts/up need besides building.
   const runOrTestOnly = new Set([
     'postgresql-15', 'postgresql-client-15', 'clang-format', 'curl', 'procps', 'iproute2',
-    'jq', 'prometheus', 'chromium', 'nodejs', 'npm', 'clang', 'libclang-rt-14-dev',
+    'jq', 'prometheus', 'chromium', 'nodejs', 'npm', 'clang', 'libclang-rt-14-dev', 'openssl',
   ]);
   const build = aptPackages(ST.get('build'));
   for (const p of build) assert.ok(deps.includes(p), `${p} is in scripts/lib/deps.sh`);
