@@ -81,10 +81,7 @@ line=$(URL=tcp://127.0.0.1:$port publish plain)
 
 # Nothing of theirs was read as a frame, not even as a malformed one.
 am_assert_eq "frames received from refused peers" 0 "$(collector_metric athena_collector_frames_received_total)"
-for reason in oversize bad_magic not_protobuf bad_header; do
-	am_assert_eq "malformed frames ($reason)" 0 \
-		"$(collector_metric athena_collector_frames_malformed_total "reason=\"$reason\"")"
-done
+am_assert_eq "malformed frames from refused peers" 0 "$(collector_malformed_total)"
 
 # The collector was there all along: a publisher with the right certificate gets in.
 line=$(publish trusted METRICS_BUS_TLS_CA="$pki/bus.crt" METRICS_BUS_TLS_CERT="$pki/publisher.crt" \

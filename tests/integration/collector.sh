@@ -45,3 +45,12 @@ collector_assert_nothing_dropped() {
 			"$(collector_metric athena_collector_metrics_dropped_total "reason=\"$reason\"")"
 	done
 }
+
+# collector_malformed_total: malformed frames the collector counted, all reasons.
+collector_malformed_total() {
+	local reason total=0
+	for reason in oversize bad_magic not_protobuf bad_header; do
+		total=$((total + $(collector_metric athena_collector_frames_malformed_total "reason=\"$reason\"")))
+	done
+	echo "$total"
+}
