@@ -110,5 +110,10 @@ int main(int argc, char **argv)
         }
     }
     printf("closed=%d\n", closed);
+    for (int i = 0; i < n; i++)
+        if (fds[i].fd >= 0)
+            close(fds[i].fd);
+    close(sfd);
+    free(fds);
     return 0;
 }
