@@ -13,6 +13,7 @@
 #include "window.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,15 @@ static void check_model(const char *name, const char *model)
     }
 }
 
+/* Prompts and intents go into every request body as they are: they must be UTF-8. */
+static void check_text(const char *name, const char *text)
+{
+    if (!text || !am_utf8_valid(text, SIZE_MAX)) {
+        fprintf(stderr, PROGRAM ": %s: not UTF-8 text\n", name);
+        exit(2);
+    }
+}
+
 static void check_url(const char *name, const char *url, bool required)
 {
     if ((!url || !*url) && !required)
@@ -176,6 +186,10 @@ int main(int argc, char **argv)
     check_model("ORCH_CLASSIFY_MODEL", classify_model);
     check_model("ORCH_SYNTHESIZE_MODEL", synthesize_model);
     check_model("ORCH_VALIDATE_MODEL", validate_model);
+    check_text("ORCH_CLASSIFY_PROMPT", classify_prompt);
+    check_text("ORCH_SYNTHESIZE_PROMPT", synthesize_prompt);
+    check_text("ORCH_VALIDATE_PROMPT", validate_prompt);
+    check_text("ORCH_INTENTS", intents_list);
     char *intents_buf = split_list("ORCH_INTENTS", intents_list, intents, &nintents);
     char *rejects_buf = split_list("ORCH_VALIDATE_REJECT_WORDS", reject_list, rejects, &nrejects);
 
