@@ -15,10 +15,10 @@
 #include "am_idle_pool.h"
 #include "am_ollama.h"
 #include "am_prom.h"
+#include "bodies.h"
 #include "openai_client.h"
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,15 +29,13 @@
 enum { B_OLLAMA, B_MLX, NBACKENDS };
 enum { S_CLASSIFY, S_SYNTHESIZE, S_VALIDATE, S_OTHER, NSTAGES };
 
-static const char *const backend_names[NBACKENDS] = {"ollama", "mlx"};
 static const char *const stage_names[NSTAGES] = {"classify", "synthesize", "validate", "other"};
 
 struct orch_router {
     struct orch_router_config cfg;
     char *ollama_url, *mlx_url;
 
-    am_idle_pool *ollama; /* idle keep-alive handles */
-    am_idle_pool *openai;
+    am_idle_pool *pools[NBACKENDS]; /* idle keep-alive clients of each backend kind */
 
     _Atomic uint64_t calls[NBACKENDS][NSTAGES][2]; /* [.][.][error] */
     _Atomic uint64_t attempts[NBACKENDS][2];
@@ -88,6 +86,118 @@ static void openai_drop(void *c)
     orch_openai_client_free(c);
 }
 
+/* One request to a backend, as the shared call path hands it to that backend's client. */
+struct request {
+    const char *url, *body, *request_id;
+    long timeout_ms, connect_timeout_ms;
+};
+
+static void set_error(struct orch_result *res, const char *type, const char *msg)
+{
+    snprintf(res->error_type, sizeof res->error_type, "%s", type);
+    snprintf(res->error, sizeof res->error, "%s", msg);
+}
+
+/* Records a failed request in res; its code, AM_ETIMEDOUT for a timeout and else AM_EIO. */
+static int request_failed(struct orch_result *res, const char *type, const char *msg)
+{
+    set_error(res, type, msg);
+    return !strcmp(type, "timeout") ? AM_ETIMEDOUT : AM_EIO;
+}
+
+/*
+ * am_ollama reports every transport failure as backend_unavailable, with
+ * curl's words for the cause: a refused or unresolvable connection is the
+ * one where nothing was sent.
+ */
+static bool ollama_not_sent(const struct am_ollama_result *o)
+{
+    return o->http_status == 0 && !strcmp(o->error_type, "backend_unavailable") &&
+           (!strcmp(o->error, curl_easy_strerror(CURLE_COULDNT_CONNECT)) ||
+            !strcmp(o->error, curl_easy_strerror(CURLE_COULDNT_RESOLVE_HOST)));
+}
+
+static int ollama_request(void *client, const struct request *rq, struct orch_result *res,
+                          bool *not_sent)
+{
+    struct am_ollama_result o;
+    struct am_ollama_call oc = {
+        .base_url = rq->url,
+        .path = "/api/chat",
+        .body = rq->body,
+        .timeout_ms = rq->timeout_ms,
+        .connect_timeout_ms = rq->connect_timeout_ms,
+        .request_id = rq->request_id,
+    };
+    int rc = am_ollama_run(client, &oc, &o);
+    if (rc == AM_OK) {
+        res->content = o.content ? o.content : strdup("");
+        res->content_len = o.content ? o.content_len : 0;
+        o.content = NULL;
+        res->tokens = (int32_t)o.eval_count;
+        res->has_prompt_tokens = o.has_counts;
+        res->prompt_tokens = (int32_t)o.prompt_eval_count;
+        res->tokens_per_second =
+            o.eval_duration_ns > 0 ? (double)o.eval_count / ((double)o.eval_duration_ns / 1e9) : 0;
+    } else {
+        *not_sent = ollama_not_sent(&o);
+        rc = request_failed(res, o.error_type, o.error);
+    }
+    am_ollama_result_free(&o);
+    return rc;
+}
+
+static int openai_request(void *client, const struct request *rq, struct orch_result *res,
+                          bool *not_sent)
+{
+    struct orch_openai_result o;
+    struct orch_openai_call oc = {
+        .base_url = rq->url,
+        .body = rq->body,
+        .timeout_ms = rq->timeout_ms,
+        .connect_timeout_ms = rq->connect_timeout_ms,
+        .request_id = rq->request_id,
+    };
+    int rc = orch_openai_run(client, &oc, &o);
+    if (rc == AM_OK) {
+        res->content = o.content;
+        res->content_len = o.content_len;
+        o.content = NULL;
+        res->tokens = o.has_usage ? (int32_t)o.completion_tokens : 0;
+        res->has_prompt_tokens = o.has_usage;
+        res->prompt_tokens = (int32_t)o.prompt_tokens;
+        /* No timing of its own: the rate over this request's whole time. */
+        res->tokens_per_second =
+            o.latency_seconds > 0 ? (double)res->tokens / o.latency_seconds : 0;
+    } else {
+        *not_sent = o.not_sent;
+        rc = request_failed(res, o.error_type, o.error);
+    }
+    orch_openai_result_free(&o);
+    return rc;
+}
+
+/*
+ * A backend kind, as the one call path drives it: its pool of idle
+ * clients, its body, one request on a client (filling res with the answer,
+ * or with the error and whether the request was never sent).
+ */
+struct backend {
+    const char *name;
+    const char *no_url; /* the error when the call has no URL for it */
+    am_idle_new_fn make;
+    am_idle_free_fn drop;
+    char *(*body)(const struct orch_call *call, const struct orch_plan *p);
+    int (*request)(void *client, const struct request *rq, struct orch_result *res, bool *not_sent);
+};
+
+static const struct backend backends[NBACKENDS] = {
+    [B_OLLAMA] = {"ollama", "no Ollama URL: set OLLAMA_URL", ollama_make, ollama_drop,
+                  orch_body_ollama, ollama_request},
+    [B_MLX] = {"mlx", "no MLX URL: register one or set MLX_URL", openai_make, openai_drop,
+               orch_body_openai, openai_request},
+};
+
 int orch_router_new(orch_router **out, const struct orch_router_config *cfg)
 {
     orch_router *r = calloc(1, sizeof *r);
@@ -98,11 +208,12 @@ int orch_router_new(orch_router **out, const struct orch_router_config *cfg)
         r->cfg.max_idle_clients = 1;
     r->ollama_url = strip_url(cfg->ollama_url);
     r->mlx_url = strip_url(cfg->mlx_url);
-    if (!r->ollama_url || (cfg->mlx_url && *cfg->mlx_url && !r->mlx_url) ||
-        am_idle_pool_new(&r->ollama, r->cfg.max_idle_clients, ollama_make, ollama_drop) ||
-        am_idle_pool_new(&r->openai, r->cfg.max_idle_clients, openai_make, openai_drop)) {
-        orch_router_free(r);
-        return AM_ENOMEM;
+    if (!r->ollama_url || (cfg->mlx_url && *cfg->mlx_url && !r->mlx_url))
+        goto fail;
+    for (int be = 0; be < NBACKENDS; be++) {
+        if (am_idle_pool_new(&r->pools[be], r->cfg.max_idle_clients, backends[be].make,
+                             backends[be].drop))
+            goto fail;
     }
     r->latency.bounds = latency_bounds;
     r->latency.nbounds = sizeof latency_bounds / sizeof latency_bounds[0];
@@ -110,14 +221,17 @@ int orch_router_new(orch_router **out, const struct orch_router_config *cfg)
     r->tokens.nbounds = sizeof token_bounds / sizeof token_bounds[0];
     *out = r;
     return AM_OK;
+fail:
+    orch_router_free(r);
+    return AM_ENOMEM;
 }
 
 void orch_router_free(orch_router *r)
 {
     if (!r)
         return;
-    am_idle_pool_free(r->ollama);
-    am_idle_pool_free(r->openai);
+    for (int be = 0; be < NBACKENDS; be++)
+        am_idle_pool_free(r->pools[be]);
     free(r->ollama_url);
     free(r->mlx_url);
     free(r);
@@ -130,80 +244,6 @@ void orch_result_free(struct orch_result *res)
     free(res->content);
     res->content = NULL;
     res->content_len = 0;
-}
-
-static am_ollama_client *ollama_get(orch_router *r)
-{
-    return am_idle_pool_get(r->ollama);
-}
-
-static void ollama_put(orch_router *r, am_ollama_client *c)
-{
-    am_idle_pool_put(r->ollama, c);
-}
-
-static orch_openai_client *openai_get(orch_router *r)
-{
-    return am_idle_pool_get(r->openai);
-}
-
-static void openai_put(orch_router *r, orch_openai_client *c)
-{
-    am_idle_pool_put(r->openai, c);
-}
-
-/* What one call sends, whichever backend takes it. */
-struct plan {
-    int max_tokens; /* 0: unset */
-    bool has_temperature;
-    double temperature;
-};
-
-static json_t *messages_json(const struct orch_call *call)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < call->nmessages; i++) {
-        json_t *m = json_pack("{s:s,s:s}", "role", call->messages[i].role, "content",
-                              call->messages[i].content);
-        if (!m || json_array_append_new(a, m)) {
-            json_decref(a);
-            return NULL;
-        }
-    }
-    return a;
-}
-
-static char *ollama_body(const struct orch_call *call, const struct plan *p)
-{
-    json_t *options = json_object();
-    if (p->max_tokens > 0)
-        json_object_set_new(options, "num_predict", json_integer(p->max_tokens));
-    if (p->has_temperature)
-        json_object_set_new(options, "temperature", json_real(p->temperature));
-    json_t *o = json_pack("{s:s,s:o,s:b,s:o}", "model", call->model, "messages",
-                          messages_json(call), "stream", 0, "options", options);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
-}
-
-static char *openai_body(const struct orch_call *call, const struct plan *p)
-{
-    json_t *o = json_pack("{s:s,s:o,s:b}", "model", call->model, "messages", messages_json(call),
-                          "stream", 0);
-    if (o && p->max_tokens > 0)
-        json_object_set_new(o, "max_tokens", json_integer(p->max_tokens));
-    if (o && p->has_temperature)
-        json_object_set_new(o, "temperature", json_real(p->temperature));
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
-}
-
-static void set_error(struct orch_result *res, const char *type, const char *msg)
-{
-    snprintf(res->error_type, sizeof res->error_type, "%s", type);
-    snprintf(res->error, sizeof res->error, "%s", msg);
 }
 
 /* The time one attempt may take: its backend's timeout, within the call's deadline. */
@@ -224,146 +264,54 @@ static void backoff(orch_router *r)
 }
 
 /*
- * am_ollama reports every transport failure as backend_unavailable, with
- * curl's words for the cause: a refused or unresolvable connection is the
- * one where nothing was sent.
+ * The call on one backend: a request, repeated up to retries times while
+ * its connection could not be made, each within the call's deadline.
+ * Counts every request. res holds the last request's outcome.
  */
-static bool ollama_not_sent(const struct am_ollama_result *o)
+static int run_backend(orch_router *r, int be, const struct orch_call *call,
+                       const struct orch_plan *p, const char *url, long timeout_ms, int retries,
+                       struct orch_result *res)
 {
-    return o->http_status == 0 && !strcmp(o->error_type, "backend_unavailable") &&
-           (!strcmp(o->error, curl_easy_strerror(CURLE_COULDNT_CONNECT)) ||
-            !strcmp(o->error, curl_easy_strerror(CURLE_COULDNT_RESOLVE_HOST)));
-}
-
-static int run_ollama(orch_router *r, const struct orch_call *call, const struct plan *p,
-                      const char *url, long timeout_ms, struct orch_result *res)
-{
-    struct am_ollama_result o;
-    bool answered = false; /* o holds the last attempt's outcome */
-    char *body = ollama_body(call, p);
-    am_ollama_client *c = body ? ollama_get(r) : NULL;
+    const struct backend *kind = &backends[be];
     int rc = AM_EIO;
 
-    res->backend = backend_names[B_OLLAMA];
-    if (!c) {
-        free(body);
-        set_error(res, "internal", "out of memory");
-        return AM_ENOMEM;
-    }
-    for (int attempt = 0;; attempt++) {
-        long t = attempt_timeout(call, timeout_ms);
-        if (t <= 0) {
-            set_error(res, "timeout", "the query's deadline passed");
-            rc = AM_ETIMEDOUT;
-            break;
-        }
-        struct am_ollama_call oc = {
-            .base_url = url,
-            .path = "/api/chat",
-            .body = body,
-            .timeout_ms = t,
-            .connect_timeout_ms = r->cfg.connect_timeout_ms,
-            .request_id = call->request_id,
-        };
-        res->attempts++;
-        rc = am_ollama_run(c, &oc, &o);
-        answered = true;
-        atomic_fetch_add(&r->attempts[B_OLLAMA][rc != AM_OK], 1);
-        if (rc == AM_OK || attempt >= r->cfg.retries || !ollama_not_sent(&o))
-            break;
-        am_ollama_result_free(&o);
-        answered = false;
-        atomic_fetch_add(&r->retries, 1);
-        backoff(r);
-    }
-    if (answered) {
-        if (rc == AM_OK) {
-            res->content = o.content ? o.content : strdup("");
-            o.content = NULL;
-            res->content_len = res->content ? o.content_len : 0;
-            res->tokens = (int32_t)o.eval_count;
-            res->has_prompt_tokens = o.has_counts;
-            res->prompt_tokens = (int32_t)o.prompt_eval_count;
-            res->tokens_per_second = o.eval_duration_ns > 0
-                                         ? (double)o.eval_count / ((double)o.eval_duration_ns / 1e9)
-                                         : 0;
-            if (!res->content) {
-                set_error(res, "internal", "out of memory");
-                rc = AM_ENOMEM;
-            }
-        } else {
-            set_error(res, o.error_type, o.error);
-            rc = !strcmp(o.error_type, "timeout") ? AM_ETIMEDOUT : AM_EIO;
-        }
-        am_ollama_result_free(&o);
-    }
-    ollama_put(r, c);
-    free(body);
-    return rc;
-}
-
-static int run_mlx(orch_router *r, const struct orch_call *call, const struct plan *p,
-                   const char *url, long timeout_ms, int retries, struct orch_result *res)
-{
-    struct orch_openai_result o;
-    bool answered = false; /* o holds the last attempt's outcome */
-    int rc = AM_EIO;
-
-    res->backend = backend_names[B_MLX];
+    res->backend = kind->name;
     if (!url || !*url) {
-        set_error(res, "backend_unavailable", "no MLX URL: register one or set MLX_URL");
+        set_error(res, "backend_unavailable", kind->no_url);
         return AM_EIO;
     }
-    char *body = openai_body(call, p);
-    orch_openai_client *c = body ? openai_get(r) : NULL;
-    if (!c) {
+    char *body = kind->body(call, p);
+    void *client = body ? am_idle_pool_get(r->pools[be]) : NULL;
+    if (!client) {
         free(body);
         set_error(res, "internal", "out of memory");
         return AM_ENOMEM;
     }
     for (int attempt = 0;; attempt++) {
-        long t = attempt_timeout(call, timeout_ms);
-        if (t <= 0) {
-            set_error(res, "timeout", "the query's deadline passed");
-            rc = AM_ETIMEDOUT;
+        struct request rq = {
+            .url = url,
+            .body = body,
+            .request_id = call->request_id,
+            .timeout_ms = attempt_timeout(call, timeout_ms),
+            .connect_timeout_ms = r->cfg.connect_timeout_ms,
+        };
+        bool not_sent = false;
+        if (rq.timeout_ms <= 0) {
+            rc = request_failed(res, "timeout", "the query's deadline passed");
             break;
         }
-        struct orch_openai_call oc = {
-            .base_url = url,
-            .body = body,
-            .timeout_ms = t,
-            .connect_timeout_ms = r->cfg.connect_timeout_ms,
-            .request_id = call->request_id,
-        };
         res->attempts++;
-        rc = orch_openai_run(c, &oc, &o);
-        answered = true;
-        atomic_fetch_add(&r->attempts[B_MLX][rc != AM_OK], 1);
-        if (rc == AM_OK || attempt >= retries || !o.not_sent)
+        res->error_type[0] = res->error[0] = '\0';
+        rc = kind->request(client, &rq, res, &not_sent);
+        atomic_fetch_add(&r->attempts[be][rc != AM_OK], 1);
+        if (rc == AM_OK || attempt >= retries || !not_sent)
             break;
-        orch_openai_result_free(&o);
-        answered = false;
         atomic_fetch_add(&r->retries, 1);
         backoff(r);
     }
-    if (answered) {
-        if (rc == AM_OK) {
-            res->content = o.content;
-            res->content_len = o.content_len;
-            o.content = NULL;
-            res->tokens = o.has_usage ? (int32_t)o.completion_tokens : 0;
-            res->has_prompt_tokens = o.has_usage;
-            res->prompt_tokens = (int32_t)o.prompt_tokens;
-            /* No timing of its own: the rate over this request's whole time. */
-            res->tokens_per_second =
-                o.latency_seconds > 0 ? (double)res->tokens / o.latency_seconds : 0;
-        } else {
-            set_error(res, o.error_type, o.error);
-            rc = !strcmp(o.error_type, "timeout") ? AM_ETIMEDOUT : AM_EIO;
-        }
-        orch_openai_result_free(&o);
-    }
-    openai_put(r, c);
+    if (rc == AM_OK && !res->content)
+        rc = request_failed(res, "internal", "out of memory");
+    am_idle_pool_put(r->pools[be], client);
     free(body);
     return rc;
 }
@@ -371,11 +319,11 @@ static int run_mlx(orch_router *r, const struct orch_call *call, const struct pl
 int orch_router_run(orch_router *r, const struct orch_call *call, struct orch_result *res)
 {
     struct orch_backend b;
-    struct plan p = {0};
+    struct orch_plan p = {0};
     int rc;
 
     memset(res, 0, sizeof *res);
-    res->backend = backend_names[B_OLLAMA];
+    res->backend = backends[B_OLLAMA].name;
     orch_registry_get(r->cfg.registry, call->model, call->request_id, &b);
 
     p.max_tokens = call->max_tokens;
@@ -391,23 +339,25 @@ int orch_router_run(orch_router *r, const struct orch_call *call, struct orch_re
     int64_t t0 = am_clock_mono_ns();
     switch (b.type) {
     case ORCH_BACKEND_MLX:
-        rc = run_mlx(r, call, &p, mlx_url, mlx_timeout, r->cfg.retries, res);
+        rc = run_backend(r, B_MLX, call, &p, mlx_url, mlx_timeout, r->cfg.retries, res);
         break;
     case ORCH_BACKEND_AUTO:
         /* Ollama is the retry: MLX gets no second attempt of its own. */
-        rc = run_mlx(r, call, &p, mlx_url, mlx_timeout, 0, res);
+        rc = run_backend(r, B_MLX, call, &p, mlx_url, mlx_timeout, 0, res);
         if (rc != AM_OK && rc != AM_ENOMEM) {
             AM_LOG_REQ(AM_LOG_INFO, call->request_id, "%s: MLX failed (%s), trying Ollama",
                        call->model, res->error_type);
             atomic_fetch_add(&r->fallbacks, 1);
             res->fell_back = true;
             res->error_type[0] = res->error[0] = '\0';
-            rc = run_ollama(r, call, &p, r->ollama_url, ollama_timeout, res);
+            rc = run_backend(r, B_OLLAMA, call, &p, r->ollama_url, ollama_timeout, r->cfg.retries,
+                             res);
         }
         break;
     case ORCH_BACKEND_OLLAMA:
     default:
-        rc = run_ollama(r, call, &p, b.url[0] ? b.url : r->ollama_url, ollama_timeout, res);
+        rc = run_backend(r, B_OLLAMA, call, &p, b.url[0] ? b.url : r->ollama_url, ollama_timeout,
+                         r->cfg.retries, res);
         break;
     }
     res->latency_seconds = (double)(am_clock_mono_ns() - t0) / 1e9;
@@ -451,7 +401,7 @@ void orch_router_publish(orch_router *r, const struct orch_call *call,
     };
     /* A metric the publisher refuses is counted there (dropped_invalid). */
     am_publisher_send(r->cfg.pub, &m);
-    int b = !strcmp(res->backend, backend_names[B_MLX]) ? B_MLX : B_OLLAMA;
+    int b = !strcmp(res->backend, backends[B_MLX].name) ? B_MLX : B_OLLAMA;
     atomic_fetch_add(&r->calls[b][stage_index(call->stage)][error], 1);
     am_prom_observe(&r->latency, res->latency_seconds);
     if (!error)
@@ -477,7 +427,7 @@ void orch_router_write_prom(orch_router *r, struct am_buf *b)
         for (int s = 0; s < NSTAGES; s++) {
             for (int e = 0; e < 2; e++) {
                 snprintf(labels, sizeof labels, "backend=\"%s\",stage=\"%s\",status=\"%s\"",
-                         backend_names[be], stage_names[s], e ? "error" : "ok");
+                         backends[be].name, stage_names[s], e ? "error" : "ok");
                 am_prom_sample(b, "athena_orchestrator_llm_calls_total", labels,
                                (double)atomic_load(&r->calls[be][s][e]));
             }
@@ -487,7 +437,7 @@ void orch_router_write_prom(orch_router *r, struct am_buf *b)
                    "Requests to the backends, retries and fallbacks included, by outcome.");
     for (int be = 0; be < NBACKENDS; be++) {
         for (int e = 0; e < 2; e++) {
-            snprintf(labels, sizeof labels, "backend=\"%s\",status=\"%s\"", backend_names[be],
+            snprintf(labels, sizeof labels, "backend=\"%s\",status=\"%s\"", backends[be].name,
                      e ? "error" : "ok");
             am_prom_sample(b, "athena_orchestrator_backend_requests_total", labels,
                            (double)atomic_load(&r->attempts[be][e]));

@@ -16,7 +16,7 @@ struct orch_message {
     const char *content;
 };
 
-/* One call. Every pointer is borrowed for the duration of the call. */
+/* One call. Every pointer is borrowed for the duration of the call; all text is UTF-8. */
 struct orch_call {
     const char *model;
     const struct orch_message *messages;
