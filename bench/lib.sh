@@ -418,7 +418,7 @@ bench_curl_loop() {
 # bench_wrk LABEL LUA THREADS CONNS SECONDS URL: run wrk --latency with a
 # script made by bench_wrk_lua, in the background (so that a signal reaches
 # the EXIT trap at once), its output in $BENCH_TMP/wrk.N.LABEL.log. Sets
-# W_LOG, W_REQ, W_RPS, W_P50_US, W_P90_US, W_P99_US (the done() hook's exact
+# W_LOG, W_REQ, W_RPS, W_P50_US, W_P90_US, W_P99_US, W_MEAN_US (the done() hook's exact
 # figures). Dies when wrk fails; bench_loud on socket or HTTP errors, on no
 # request completed, or when the 50% line of wrk's --latency report does not
 # match the hook's figure (a parsing problem).
@@ -439,6 +439,7 @@ bench_wrk() {
 	W_P50_US=$(bench_kv p50_us "$line")
 	W_P90_US=$(bench_kv p90_us "$line")
 	W_P99_US=$(bench_kv p99_us "$line")
+	W_MEAN_US=$(bench_kv mean_us "$line")
 	W_RPS=$(bench_fmt '%.0f' "$(awk -v n="$W_REQ" -v us="$(bench_kv duration_us "$line")" 'BEGIN { print n / (us / 1e6) }')")
 	local serr herr
 	serr=$(bench_kv socket_errors "$line") herr=$(bench_kv status_errors "$line")
