@@ -24,50 +24,11 @@ static void put(struct out *o, const char *s, size_t n)
         o->rc = am_buf_append(&o->b, s, n);
 }
 
-/* Appends s as a JSON string: the escapes JSON requires, other bytes (UTF-8) as they are. */
+/* Appends s as a JSON string (am_buf_json_string: JSON's escapes, UTF-8 as it is). */
 static void put_string(struct out *o, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    const char *run = s;
-
-    put(o, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[6] = {'\\', (char)c};
-        size_t n = 2;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        put(o, run, (size_t)(s - run));
-        run = s + 1;
-        switch (c) {
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '"':
-        case '\\':
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        }
-        put(o, esc, n);
-    }
-    put(o, run, (size_t)(s - run));
-    put(o, "\"", 1);
+    if (o->rc == 0)
+        o->rc = am_buf_json_string(&o->b, s, strlen(s));
 }
 
 /*

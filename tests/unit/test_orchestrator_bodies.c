@@ -85,16 +85,12 @@ static char *jansson_ollama(const struct orch_call *call, const struct orch_plan
     return s;
 }
 
-static void test_escapes_as_jansson_does(void **state)
+static void test_writes_what_jansson_writes(void **state)
 {
-    /* Quotes, backslashes, every control character, '/', DEL and multi-byte UTF-8. */
-    char controls[40];
-    for (int i = 1; i < 0x20; i++)
-        controls[i - 1] = (char)i;
-    controls[0x1f] = '\0';
+    /* Quotes, backslashes, the control characters JSON names, '/', DEL and multi-byte UTF-8. */
     const struct orch_message msgs[] = {
         {"system", "say \"VALID\" or \"INVALID\"\\n is not a newline"},
-        {"user", controls},
+        {"user", "\b\f\n\r\t"},
         {"assistant", "a/b \x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8c\xa7 \"end\\"},
         {"user", ""},
     };
@@ -114,12 +110,20 @@ static void test_escapes_as_jansson_does(void **state)
 
 static void test_reads_back(void **state)
 {
+    /* Every control character, written as \u00XX where JSON has no name for it. */
+    char text[64] = "line one\nline \"two\" caf\xc3\xa9 ";
+    size_t n = strlen(text);
+    for (int c = 1; c < 0x20; c++)
+        text[n++] = (char)c;
+    text[n] = '\0';
     const struct orch_message msgs[] = {
-        {"user", "line one\nline \"two\"\t\x01 caf\xc3\xa9"},
+        {"user", text},
     };
     struct orch_call call = {.model = "m", .messages = msgs, .nmessages = 1};
     struct orch_plan p = {.max_tokens = 64, .has_temperature = true, .temperature = 0.25};
     char *s = orch_body_openai(&call, &p);
+    assert_non_null(strstr(s, "\\u0001\\u0002"));
+    assert_non_null(strstr(s, "\\u001f\""));
     json_error_t err;
     json_t *o = json_loads(s, JSON_REJECT_DUPLICATES, &err);
     assert_non_null(o);
@@ -137,7 +141,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ollama_body_exact), cmocka_unit_test(test_options_only_when_planned),
-        cmocka_unit_test(test_openai_body_exact), cmocka_unit_test(test_escapes_as_jansson_does),
+        cmocka_unit_test(test_openai_body_exact), cmocka_unit_test(test_writes_what_jansson_writes),
         cmocka_unit_test(test_reads_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
