@@ -309,8 +309,10 @@ static int run_backend(orch_router *r, int be, const struct orch_call *call,
         atomic_fetch_add(&r->retries, 1);
         backoff(r);
     }
-    if (rc == AM_OK && !res->content)
-        rc = request_failed(res, "internal", "out of memory");
+    if (rc == AM_OK && !res->content) {
+        set_error(res, "internal", "out of memory");
+        rc = AM_ENOMEM;
+    }
     am_idle_pool_put(r->pools[be], client);
     free(body);
     return rc;
