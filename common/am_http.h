@@ -44,6 +44,13 @@ struct am_http_options {
     unsigned threads;   /* worker threads; default 2 */
     unsigned max_conns; /* default 1024 */
     size_t conn_memory; /* per-connection memory (headers) limit; default 32 KiB */
+    /*
+     * A thread for each connection instead of a pool of threads sharing
+     * them: for handlers that hold their thread for long (a whole query
+     * pipeline), so that a connection never waits behind another one's
+     * request. threads is then unused; max_conns bounds the threads.
+     */
+    bool thread_per_connection;
 };
 
 /*

@@ -18,9 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROGRAM    "athena-orchestrator"
-#define MAX_LIST   64 /* intents, rejection words */
-#define SPARE_HTTP 4  /* HTTP threads beyond workers and queue: health, metrics, 503s */
+#define PROGRAM  "athena-orchestrator"
+#define MAX_LIST 64 /* intents, rejection words */
 
 static const char *listen_addr;
 static const char *ollama_url;
@@ -259,15 +258,15 @@ int main(int argc, char **argv)
     if (orch_server_new(&server, &scfg))
         goto out;
     /*
-     * A query runs on the HTTP thread that received it (see server.h): one
-     * thread per worker and per queue place, and spare ones that stay free
-     * for the rest. A connection stays idle-timed-out only while nothing
+     * A query runs on the thread of its connection (see server.h), a thread
+     * per connection, so that a keep-alive connection never waits for
+     * another's query. A connection stays idle-timed-out only while nothing
      * runs on it, so the idle timeout must outlast a query.
      */
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)(query_timeout_s + queue_timeout_ms / 1000 + 30),
-        .threads = (unsigned)(workers + queue_max + SPARE_HTTP),
+        .thread_per_connection = true,
     };
     if (am_http_start(&http, listen_addr, &opt, orch_server_handle, server) != AM_OK) {
         fprintf(stderr, PROGRAM ": cannot serve HTTP on %s\n", listen_addr);

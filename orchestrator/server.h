@@ -31,9 +31,9 @@ void orch_server_free(orch_server *s);
 
 /*
  * The am_http handler; arg is the orch_server. POST /query runs on the
- * calling HTTP thread once admission gives it a worker, so the HTTP
- * server needs a thread for every worker and every queue place, plus a few
- * for /health, /metrics and the 503s (see main.c).
+ * calling HTTP thread once admission gives it a worker; the HTTP server
+ * runs a thread per connection (see main.c), so no connection waits for
+ * another one's query.
  */
 void orch_server_handle(void *arg, const struct am_http_request *req,
                         struct am_http_response *resp);
