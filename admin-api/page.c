@@ -49,27 +49,6 @@ static bool not_modified(const struct am_http_request *req, const char *etag)
     return false;
 }
 
-/* True when req accepts gzip: listed in Accept-Encoding and not with q=0. */
-static bool accepts_gzip(const struct am_http_request *req)
-{
-    const char *ae = am_http_header(req, "Accept-Encoding");
-    const char *p = ae ? strstr(ae, "gzip") : NULL;
-    if (!p)
-        return false;
-    p += 4;
-    while (*p == ' ')
-        p++;
-    if (*p != ';')
-        return true;
-    const char *q = strstr(p, "q=");
-    if (!q)
-        return true;
-    /* q=0, q=0.0, q=0.000 refuse it; anything else accepts. */
-    for (q += 2; *q == '0' || *q == '.'; q++)
-        ;
-    return *q >= '1' && *q <= '9';
-}
-
 /*
  * Replies with asset a, gzipped when the client takes it (Chart.js is 200 KB
  * plain, 68 KB gzipped). The page itself is revalidated on every load
@@ -79,7 +58,7 @@ static bool accepts_gzip(const struct am_http_request *req)
 static void serve(const struct am_http_request *req, struct am_http_response *resp,
                   const struct aa_page_asset *a, const char *cache_control)
 {
-    bool gz = accepts_gzip(req) && a->gz_len < a->len;
+    bool gz = am_http_accepts_gzip(req) && a->gz_len < a->len;
     const char *etag = gz ? a->gz_etag : a->etag;
     const unsigned char *data = gz ? a->gz : a->data;
     size_t len = gz ? a->gz_len : a->len;

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,10 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
+
+/* zlib's default level: nearly level 9's size on JSON, in a fraction of its time. */
+#define GZIP_LEVEL 6
 
 struct am_http_server {
     struct MHD_Daemon *daemon;
@@ -139,15 +145,115 @@ const char *am_http_header(const struct am_http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+/* Whether a q value ("0", "0.5", "1.000", ...) is above zero. */
+static bool q_positive(const char *q)
+{
+    while (*q == '0' || *q == '.')
+        q++;
+    return *q >= '1' && *q <= '9';
+}
+
+/* Whether an Accept-Encoding value takes gzip: listed (or "*") with q > 0; RFC 9110 12.5.3. */
+static bool gzip_accepted(const char *ae)
+{
+    int gzip = -1, any = -1; /* -1: not listed, 0: refused (q=0), 1: accepted */
+    const char *p = ae;
+    while (p && *p) {
+        p += strspn(p, " \t,");
+        const char *name = p;
+        size_t n = strcspn(p, " \t;,");
+        bool ok = true;
+        p += n;
+        while (*p && *p != ',') {
+            p += strspn(p, " \t;");
+            if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+                ok = q_positive(p + 2);
+            p += strcspn(p, ";,");
+        }
+        if ((n == 4 && !strncasecmp(name, "gzip", 4)) ||
+            (n == 6 && !strncasecmp(name, "x-gzip", 6)))
+            gzip = ok;
+        else if (n == 1 && *name == '*')
+            any = ok;
+    }
+    return gzip == 1 || (gzip == -1 && any == 1);
+}
+
+bool am_http_accepts_gzip(const struct am_http_request *req)
+{
+    return gzip_accepted(am_http_header(req, "Accept-Encoding"));
+}
+
+static const char *find_header(const struct am_http_response *r, const char *name)
+{
+    for (int i = 0; i < AM_HTTP_MAX_HEADERS && r->headers[i].name; i++)
+        if (!strcasecmp(r->headers[i].name, name))
+            return r->headers[i].value;
+    return NULL;
+}
+
 static void add_headers(struct MHD_Response *mr, const struct am_http_response *r)
 {
     for (int i = 0; i < AM_HTTP_MAX_HEADERS && r->headers[i].name; i++)
         MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
 }
 
+/* JSON and text shrink to a fraction; anything else (images, gzip) is sent as it is. */
+static bool compressible(const char *content_type)
+{
+    return !strncasecmp(content_type, "application/json", 16) ||
+           !strncasecmp(content_type, "text/", 5);
+}
+
+/*
+ * Gzips in[0 .. len) into a malloc'd buffer of *out_len bytes. NULL when
+ * zlib fails, memory runs out or the result would not be smaller.
+ */
+static char *gzip_bytes(const char *in, size_t len, size_t *out_len)
+{
+    z_stream z = {0};
+    char *out = NULL;
+
+    if (len > UINT_MAX ||
+        deflateInit2(&z, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    uLong cap = deflateBound(&z, (uLong)len);
+    out = malloc(cap);
+    if (!out)
+        goto out;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END || z.total_out >= len) {
+        free(out);
+        out = NULL;
+        goto out;
+    }
+    *out_len = z.total_out;
+out:
+    deflateEnd(&z);
+    return out;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct am_http_response *r,
                                      const char *request_id)
 {
+    const char *ct = r->content_type ? r->content_type : "application/json";
+    /* A handler's own encoding (the page's pre-gzipped assets) and its own Vary stand. */
+    bool negotiate = compressible(ct) && !find_header(r, "Content-Encoding");
+    bool gzipped = false;
+    if (negotiate && r->body && r->body_len >= AM_HTTP_GZIP_MIN &&
+        gzip_accepted(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"))) {
+        size_t zlen = 0;
+        char *z = gzip_bytes(r->body, r->body_len, &zlen);
+        if (z) {
+            free(r->body);
+            r->body = z;
+            r->body_len = zlen;
+            gzipped = true;
+        }
+    }
     struct MHD_Response *mr =
         MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (char *)"",
                                         r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -156,11 +262,15 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct am_http
         return MHD_NO;
     }
     r->body = NULL;
-    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            r->content_type ? r->content_type : "application/json");
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
     if (request_id)
         MHD_add_response_header(mr, "X-Request-Id", request_id);
     add_headers(mr, r);
+    if (gzipped)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    /* Small answers go out plain, but a cache must still tell the encodings apart. */
+    if (negotiate && !find_header(r, "Vary"))
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ret;

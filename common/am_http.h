@@ -25,6 +25,15 @@ struct am_http_header {
     const char *name, *value; /* not copied: static, or alive until the server is stopped */
 };
 
+/*
+ * Compression: a response body of at least AM_HTTP_GZIP_MIN bytes whose
+ * content type is JSON or text is gzipped when the client accepts gzip
+ * (Accept-Encoding), and every such response carries Vary: Accept-Encoding.
+ * A handler that sets Content-Encoding itself (pre-compressed bytes) is left
+ * alone. Streams are never compressed.
+ */
+#define AM_HTTP_GZIP_MIN 1024
+
 struct am_http_response {
     int status;
     const char *content_type; /* static string; default application/json */
@@ -71,6 +80,9 @@ const char *am_http_query(const struct am_http_request *req, const char *key);
 
 /* A request header of req, or NULL. */
 const char *am_http_header(const struct am_http_request *req, const char *name);
+
+/* True when req's Accept-Encoding lists gzip (or "*") without q=0. */
+bool am_http_accepts_gzip(const struct am_http_request *req);
 
 /* Sets resp to status with a copy of text. */
 void am_http_reply(struct am_http_response *resp, int status, const char *content_type,
