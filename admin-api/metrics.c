@@ -85,18 +85,28 @@ static const char summary_fmt[] =
     " coalesce(json_agg(json_build_object('group', "
     "grp, " FIGURES_JSON ") ORDER BY grp NULLS LAST), '[]'::json)) FROM g";
 
+/* figures=counts: %s the group column and the GROUP BY clause; $11 is the group_by name. */
+static const char counts_fmt[] =
+    "WITH g AS (SELECT %s AS grp, count(*) AS n, count(*) FILTER (WHERE status = 'error') AS "
+    "errors,"
+    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk"
+    " FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL " %s) " AA_COUNTS_JSON;
+
 /* %s: the group column. $11 group_by, $12 the bucket as an interval, $13 its name. */
 static const char timeseries_fmt[] =
     "WITH g AS (SELECT date_bin($12::interval, timestamp, timestamptz '2000-01-01 00:00:00+00')"
     " AS bucket, %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
     " WHERE " AA_METRICS_FILTER_SQL " GROUP BY 1, 2)"
     " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
-    " 'bucket', $13::text, 'group_by', $11::text, 'points', coalesce(json_agg("
+    " 'bucket', $13::text, 'group_by', $11::text, 'percentiles', 'exact', 'points', "
+    "coalesce(json_agg("
     "json_build_object('bucket', bucket, 'group', grp, " FIGURES_JSON ")"
     " ORDER BY bucket, grp NULLS LAST), '[]'::json)) FROM g";
 
 /* Values of group_by; each is also the column it groups by. */
 static const char *const group_names[] = {"model", "backend", "intent", "source", "stage", NULL};
+
+static const char *const figure_sets[] = {"all", "counts", NULL};
 
 static const char *const bucket_names[] = {"1m", "5m", "1h", "1d", NULL};
 static const char *const bucket_intervals[] = {"1 minute", "5 minutes", "1 hour", "1 day"};
@@ -105,6 +115,7 @@ static const int64_t bucket_us[] = {60000000LL, 300000000LL, 3600000000LL, 86400
 /* Room for a query built from a format below and its fixed fragments (at most 64 bytes). */
 #define SQL_MAX 8192
 _Static_assert(sizeof summary_fmt + 64 <= SQL_MAX, "summary_fmt outgrew SQL_MAX");
+_Static_assert(sizeof counts_fmt + 64 <= SQL_MAX, "counts_fmt outgrew SQL_MAX");
 _Static_assert(sizeof timeseries_fmt + 64 <= SQL_MAX, "timeseries_fmt outgrew SQL_MAX");
 
 #define MAX_BUCKETS 10000
@@ -205,21 +216,84 @@ static int parse_group(const struct am_http_request *req, const char **group, ch
     return aa_param_enum(req, "group_by", group_names, NULL, group, err);
 }
 
+/*
+ * Whether a summary or timeseries may read whole hours from the rollups: a
+ * range of at least rollup_min_hours and no exact=true (400 on a bad value).
+ */
+static int long_range(struct aa_ctx *ctx, const struct am_http_request *req,
+                      const struct aa_metrics_filter *f, bool *use, char *err)
+{
+    bool exact;
+    int rc = aa_param_bool(req, "exact", false, &exact, err);
+    if (rc)
+        return rc;
+    *use = !exact && ctx->rollup_min_hours > 0 &&
+           f->until_us - f->since_us >= (int64_t)ctx->rollup_min_hours * 3600000000LL;
+    return 0;
+}
+
+/* Whether the rollups with histograms keep the grouping and the filters. */
+static bool histograms_keep(const struct aa_metrics_filter *f, const char *group)
+{
+    bool by =
+        !group || !strcmp(group, "model") || !strcmp(group, "backend") || !strcmp(group, "source");
+    return by && !f->intent && !f->session_id && !f->request_id && !f->stage;
+}
+
+/* Runs the rollup query that build makes for group, with nparams params. */
+static void reply_rollup(struct aa_ctx *ctx, const struct am_http_request *req,
+                         struct am_http_response *resp, int (*build)(char *, size_t, const char *),
+                         const char *group, int nparams, const char **params)
+{
+    char *big = malloc(ROLLUP_SQL_MAX);
+    if (!big || build(big, ROLLUP_SQL_MAX, group)) {
+        free(big);
+        am_http_error(resp, 500, "internal error");
+        return;
+    }
+    aa_reply_query(ctx, req, resp, 200, big, nparams, params, NULL, NULL);
+    free(big);
+}
+
+/*
+ * The summary with figures=counts: counts and sums only, exact on every
+ * path. Long ranges read the rollups by intent and stage, which keep every
+ * grouping and every filter but session_id and request_id.
+ */
+static void counts(struct aa_ctx *ctx, const struct am_http_request *req,
+                   struct am_http_response *resp, const struct aa_metrics_filter *f,
+                   const char *group, bool rollup, const char **params)
+{
+    char sql[SQL_MAX];
+
+    if (rollup && !f->session_id && !f->request_id) {
+        reply_rollup(ctx, req, resp, aa_rollup_counts_sql, group, AA_METRICS_FILTER_NPARAMS + 1,
+                     params);
+        return;
+    }
+    snprintf(sql, sizeof sql, counts_fmt, group ? group : "NULL::text", group ? "GROUP BY 1" : "");
+    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
+}
+
 static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
                     struct am_http_response *resp, const char *arg)
 {
     struct aa_metrics_filter f;
     char err[AA_ERR_MAX], sql[SQL_MAX];
     const char *params[AA_METRICS_FILTER_NPARAMS + 1];
-    const char *group;
+    const char *group, *figures;
+    bool rollup;
 
-    if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err)) {
+    if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err) ||
+        aa_param_enum(req, "figures", figure_sets, "all", &figures, err) ||
+        long_range(ctx, req, &f, &rollup, err)) {
         am_http_error(resp, 400, err);
         return;
     }
-    bool exact;
-    if (aa_param_bool(req, "exact", false, &exact, err)) {
-        am_http_error(resp, 400, err);
+    aa_metrics_filter_params(&f, params);
+    params[AA_METRICS_FILTER_NPARAMS] = group;
+    if (!strcmp(figures, "counts")) {
+        counts(ctx, req, resp, &f, group, rollup, params);
         return;
     }
     /*
@@ -227,27 +301,13 @@ static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
      * percentiles); short ones, filters the rollups do not keep and
      * exact=true read every row.
      */
-    bool rollup_group =
-        !group || !strcmp(group, "model") || !strcmp(group, "backend") || !strcmp(group, "source");
-    bool rollup_filters = !f.intent && !f.session_id && !f.request_id && !f.stage;
-    if (!exact && ctx->rollup_min_hours > 0 && rollup_group && rollup_filters &&
-        f.until_us - f.since_us >= (int64_t)ctx->rollup_min_hours * 3600000000LL) {
-        char *big = malloc(ROLLUP_SQL_MAX);
-        if (!big || aa_rollup_summary_sql(big, ROLLUP_SQL_MAX, group)) {
-            free(big);
-            am_http_error(resp, 500, "internal error");
-            return;
-        }
-        aa_metrics_filter_params(&f, params);
-        params[AA_METRICS_FILTER_NPARAMS] = group;
-        aa_reply_query(ctx, req, resp, 200, big, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
-        free(big);
+    if (rollup && histograms_keep(&f, group)) {
+        reply_rollup(ctx, req, resp, aa_rollup_summary_sql, group, AA_METRICS_FILTER_NPARAMS + 1,
+                     params);
         return;
     }
     /* Without GROUP BY the aggregate yields its one row even when nothing matches. */
     snprintf(sql, sizeof sql, summary_fmt, group ? group : "NULL::text", group ? "GROUP BY 1" : "");
-    aa_metrics_filter_params(&f, params);
-    params[AA_METRICS_FILTER_NPARAMS] = group;
     aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
 }
 
@@ -264,9 +324,11 @@ static void timeseries(struct aa_ctx *ctx, const struct am_http_request *req,
     char err[AA_ERR_MAX], sql[SQL_MAX];
     const char *params[AA_METRICS_FILTER_NPARAMS + 3];
     const char *group, *bucket;
+    bool rollup;
 
     if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err) ||
-        aa_param_enum(req, "bucket", bucket_names, "1h", &bucket, err)) {
+        aa_param_enum(req, "bucket", bucket_names, "1h", &bucket, err) ||
+        long_range(ctx, req, &f, &rollup, err)) {
         am_http_error(resp, 400, err);
         return;
     }
@@ -284,11 +346,17 @@ static void timeseries(struct aa_ctx *ctx, const struct am_http_request *req,
         am_http_error(resp, 400, err);
         return;
     }
-    snprintf(sql, sizeof sql, timeseries_fmt, group ? group : "NULL::text");
     aa_metrics_filter_params(&f, params);
     params[AA_METRICS_FILTER_NPARAMS] = group;
     params[AA_METRICS_FILTER_NPARAMS + 1] = bucket_intervals[b];
     params[AA_METRICS_FILTER_NPARAMS + 2] = bucket;
+    /* Buckets of whole hours can take whole hours from the rollups. */
+    if (rollup && histograms_keep(&f, group) && bucket_us[b] % 3600000000LL == 0) {
+        reply_rollup(ctx, req, resp, aa_rollup_timeseries_sql, group, AA_METRICS_FILTER_NPARAMS + 3,
+                     params);
+        return;
+    }
+    snprintf(sql, sizeof sql, timeseries_fmt, group ? group : "NULL::text");
     aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 3, params, NULL, NULL);
 }
 

@@ -161,88 +161,122 @@ static void sums(struct am_buf *b, char p)
     am_buf_append(b, "]::bigint[]", 11);
 }
 
-int aa_rollup_summary_sql(char *out, size_t cap, const char *group)
+/* The CTE span (hs, he): the whole hours inside [$1, $2) that the rollups may answer for. */
+#define SPAN_SQL                                                                                   \
+    "span AS (SELECT date_trunc('hour', $1::timestamptz + interval '1 hour'"                       \
+    " - interval '1 microsecond', 'UTC') AS hs,"                                                   \
+    " greatest(date_trunc('hour', $2::timestamptz, 'UTC'), date_trunc('hour',"                     \
+    " $1::timestamptz + interval '1 hour' - interval '1 microsecond', 'UTC')) AS he)"
+
+/*
+ * The CTE raw: the rows the rollups do not answer for, that is those before
+ * span.hs, from span.he on, and those of hours in between whose rollup is
+ * stale (marked dirty), all within the filters.
+ */
+#define RAW_SQL                                                                                    \
+    "raw AS MATERIALIZED ("                                                                        \
+    "SELECT m.* FROM llm_performance_metric m, span WHERE " AA_METRICS_FILTER_SQL                  \
+    " AND m.timestamp < span.hs"                                                                   \
+    " UNION ALL SELECT m.* FROM llm_performance_metric m, span WHERE " AA_METRICS_FILTER_SQL       \
+    " AND m.timestamp >= span.he"                                                                  \
+    " UNION ALL SELECT m.* FROM span, llm_metric_rollup_dirty d"                                   \
+    " JOIN llm_performance_metric m ON m.timestamp >= d.hour"                                      \
+    " AND m.timestamp < d.hour + interval '1 hour'"                                                \
+    " WHERE d.hour >= span.hs AND d.hour < span.he AND " AA_METRICS_FILTER_SQL ")"
+
+/* The rollup rows of clean hours in the span, within the filters a rollup keeps. */
+#define ROLLUP_WHERE_SQL                                                                           \
+    " r.hour >= span.hs AND r.hour < span.he AND NOT EXISTS (SELECT 1"                             \
+    " FROM llm_metric_rollup_dirty d WHERE d.hour = r.hour)"                                       \
+    " AND ($3::text IS NULL OR r.model = $3::text) AND ($4::text IS NULL OR r.backend = $4::text)" \
+    " AND ($6::text IS NULL OR r.source = $6::text) AND ($7::text IS NULL OR r.status = $7::text)"
+
+/* Counts and sums of raw rows per group, as the rollups keep them. */
+#define RAW_COUNTS_SQL                                                                             \
+    "count(*) AS n, count(*) FILTER (WHERE status = 'error') AS errors,"                           \
+    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk"
+
+#define BUCKET_OF(t) "date_bin($12::interval, " t ", timestamptz '2000-01-01 00:00:00+00')"
+
+/*
+ * Builds the summary (bucketed false) or the timeseries (true) over the
+ * rollups: per bucket and group, the rollup rows (ru) and the raw rows
+ * (rr, with their histograms made on the fly) are added up, histograms bin
+ * by bin (am_hist_sum). For the summary the bucket is one NULL for all.
+ */
+static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed)
 {
     struct am_buf b;
     const char *g = group ? group : "NULL::text";
-    const char *gb = group ? " GROUP BY 1" : "";
+    const char *rbkt = bucketed ? BUCKET_OF("r.hour") : "NULL::timestamptz";
+    const char *mbkt = bucketed ? BUCKET_OF("timestamp") : "NULL::timestamptz";
     am_buf_init(&b, 1 << 20);
 
     am_buf_printf(&b,
-                  "WITH span AS (SELECT date_trunc('hour', $1::timestamptz + interval '1 hour'"
-                  " - interval '1 microsecond', 'UTC') AS hs,"
-                  " greatest(date_trunc('hour', $2::timestamptz, 'UTC'), date_trunc('hour',"
-                  " $1::timestamptz + interval '1 hour' - interval '1 microsecond', 'UTC')) AS he),"
-                  " ru AS (SELECT %s AS grp, sum(n) AS n, sum(errors) AS errors,"
-                  " sum(latency_sum) AS ls, sum(tps_sum) AS ts, sum(tokens_sum) AS tk, ",
-                  g);
+                  "WITH " SPAN_SQL ", ru AS (SELECT %s AS bkt, %s AS grp, sum(n) AS n,"
+                  " sum(errors) AS errors, sum(latency_sum) AS ls, sum(tps_sum) AS ts,"
+                  " sum(tokens_sum) AS tk, ",
+                  rbkt, g);
     sums(&b, 'l');
     am_buf_append(&b, " AS lh, ", 8);
     sums(&b, 't');
     am_buf_append(&b, " AS th, ", 8);
     sums(&b, 'f');
     am_buf_printf(&b,
-                  " AS fh FROM llm_metric_rollup r, span WHERE r.hour >= span.hs"
-                  " AND r.hour < span.he AND NOT EXISTS (SELECT 1 FROM llm_metric_rollup_dirty d"
-                  " WHERE d.hour = r.hour) AND ($3::text IS NULL OR r.model = $3::text)"
-                  " AND ($4::text IS NULL OR r.backend = $4::text)"
-                  " AND ($6::text IS NULL OR r.source = $6::text)"
-                  " AND ($7::text IS NULL OR r.status = $7::text)%s),",
-                  group ? " GROUP BY 1 HAVING count(*) > 0" : " HAVING count(*) > 0");
+                  " AS fh FROM llm_metric_rollup r, span WHERE" ROLLUP_WHERE_SQL
+                  " GROUP BY 1, 2), " RAW_SQL ","
+                  " rr AS (SELECT bkt, grp, sum(c) FILTER (WHERE k = 'l') AS n, sum(e) AS errors,"
+                  " sum(ls) AS ls, sum(ts) AS ts, sum(tk) AS tk,"
+                  " am_hist_from(array_agg(b) FILTER (WHERE k = 'l'), array_agg(c) FILTER"
+                  " (WHERE k = 'l')) AS lh,"
+                  " am_hist_from(array_agg(b) FILTER (WHERE k = 't'), array_agg(c) FILTER"
+                  " (WHERE k = 't')) AS th,"
+                  " am_hist_from(array_agg(b) FILTER (WHERE k = 'f'), array_agg(c) FILTER"
+                  " (WHERE k = 'f')) AS fh"
+                  " FROM (SELECT %s AS bkt, %s AS grp, 'l' AS k, am_bin(latency_seconds, 0.001)"
+                  " AS b, count(*) AS c, count(*) FILTER (WHERE status = 'error') AS e,"
+                  " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts,"
+                  " coalesce(sum(tokens), 0) AS tk FROM raw GROUP BY 1, 2, 4"
+                  " UNION ALL SELECT %s, %s, 't', am_bin(tokens_per_second, 0.01), count(*),"
+                  " 0, 0, 0, 0 FROM raw GROUP BY 1, 2, 4"
+                  " UNION ALL SELECT %s, %s, 'f', am_bin(ttft_seconds, 0.001), count(*),"
+                  " 0, 0, 0, 0 FROM raw WHERE ttft_seconds IS NOT NULL GROUP BY 1, 2, 4) x"
+                  " GROUP BY bkt, grp),",
+                  mbkt, g, mbkt, g, mbkt, g);
+    /* An ungrouped summary has its one group even when nothing matches. */
+    am_buf_printf(&b,
+                  " g AS (SELECT bkt, grp, sum(n) AS n, sum(errors) AS errors, sum(ls) AS ls,"
+                  " sum(ts) AS ts, sum(tk) AS tk, am_hist_sum(lh) AS lh, am_hist_sum(th) AS th,"
+                  " am_hist_sum(fh) AS fh FROM (SELECT * FROM ru UNION ALL SELECT * FROM rr%s) u"
+                  " GROUP BY bkt, grp)"
+                  " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,",
+                  group || bucketed ? ""
+                                    : " UNION ALL SELECT NULL::timestamptz, NULL::text, 0, 0, 0, 0,"
+                                      " 0, NULL, NULL, NULL");
+    /*
+     * OFFSET 0 keeps the planner from pulling the LATERAL subquery up,
+     * which would run am_hist_quantiles once per element used (six times a
+     * point instead of three).
+     */
+    if (bucketed)
+        am_buf_printf(&b, " 'bucket', $13::text, 'group_by', $11::text,"
+                          " 'percentiles', 'approximate', 'points', coalesce(json_agg("
+                          "json_build_object('bucket', bkt, 'group', grp, ");
+    else
+        am_buf_printf(&b, " 'group_by', $11::text, 'percentiles', 'approximate', 'groups',"
+                          " coalesce(json_agg(json_build_object('group', grp, ");
     am_buf_printf(
         &b,
-        " raw AS MATERIALIZED ("
-        "SELECT m.* FROM llm_performance_metric m, span WHERE " AA_METRICS_FILTER_SQL
-        " AND m.timestamp < span.hs"
-        " UNION ALL SELECT m.* FROM llm_performance_metric m, span WHERE " AA_METRICS_FILTER_SQL
-        " AND m.timestamp >= span.he"
-        " UNION ALL SELECT m.* FROM span, llm_metric_rollup_dirty d"
-        " JOIN llm_performance_metric m ON m.timestamp >= d.hour"
-        " AND m.timestamp < d.hour + interval '1 hour'"
-        " WHERE d.hour >= span.hs AND d.hour < span.he AND " AA_METRICS_FILTER_SQL "),"
-        " ra AS (SELECT %s AS grp, count(*) AS n,"
-        " count(*) FILTER (WHERE status = 'error') AS errors, sum(latency_seconds) AS ls,"
-        " sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk FROM raw%s),"
-        " rh AS (SELECT grp,"
-        " am_hist_from(array_agg(b) FILTER (WHERE k = 'l'), array_agg(c) FILTER"
-        " (WHERE k = 'l')) AS lh,"
-        " am_hist_from(array_agg(b) FILTER (WHERE k = 't'), array_agg(c) FILTER"
-        " (WHERE k = 't')) AS th,"
-        " am_hist_from(array_agg(b) FILTER (WHERE k = 'f'), array_agg(c) FILTER"
-        " (WHERE k = 'f')) AS fh"
-        " FROM (SELECT %s AS grp, 'l' AS k, am_bin(latency_seconds, 0.001) AS b,"
-        " count(*) AS c FROM raw GROUP BY 1, 3"
-        " UNION ALL SELECT %s, 't', am_bin(tokens_per_second, 0.01), count(*) FROM raw"
-        " GROUP BY 1, 3"
-        " UNION ALL SELECT %s, 'f', am_bin(ttft_seconds, 0.001), count(*) FROM raw"
-        " WHERE ttft_seconds IS NOT NULL GROUP BY 1, 3) x GROUP BY grp),",
-        g, gb, g, g, g);
-    am_buf_printf(&b,
-                  " keys AS (SELECT grp FROM ru UNION SELECT grp FROM ra%s),"
-                  " g AS (SELECT k.grp, coalesce(ru.n, 0) + coalesce(ra.n, 0) AS n,"
-                  " coalesce(ru.errors, 0) + coalesce(ra.errors, 0) AS errors,"
-                  " coalesce(ru.ls, 0) + coalesce(ra.ls, 0) AS ls,"
-                  " coalesce(ru.ts, 0) + coalesce(ra.ts, 0) AS ts,"
-                  " coalesce(ru.tk, 0) + coalesce(ra.tk, 0) AS tk,"
-                  " am_hist_add(ru.lh, rh.lh) AS lh, am_hist_add(ru.th, rh.th) AS th,"
-                  " am_hist_add(ru.fh, rh.fh) AS fh FROM keys k"
-                  " LEFT JOIN ru ON ru.grp IS NOT DISTINCT FROM k.grp"
-                  " LEFT JOIN ra ON ra.grp IS NOT DISTINCT FROM k.grp"
-                  " LEFT JOIN rh ON rh.grp IS NOT DISTINCT FROM k.grp)"
-                  " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
-                  " 'group_by', $11::text, 'percentiles', 'approximate', 'groups',"
-                  " coalesce(json_agg(json_build_object('group', grp, 'count', n,"
-                  " 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"
-                  " 'latency_avg', ls / NULLIF(n, 0),"
-                  " 'latency_p50', am_hist_quantile(lh, 0.5, 0.001),"
-                  " 'latency_p95', am_hist_quantile(lh, 0.95, 0.001),"
-                  " 'latency_p99', am_hist_quantile(lh, 0.99, 0.001),"
-                  " 'tokens_per_second_avg', ts / NULLIF(n, 0),"
-                  " 'tokens_per_second_p50', am_hist_quantile(th, 0.5, 0.01),"
-                  " 'ttft_p50', am_hist_quantile(fh, 0.5, 0.001),"
-                  " 'ttft_p95', am_hist_quantile(fh, 0.95, 0.001),"
-                  " 'total_tokens', tk) ORDER BY grp NULLS LAST), '[]'::json)) FROM g",
-                  group ? "" : " UNION SELECT NULL::text");
+        "'count', n, 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"
+        " 'latency_avg', ls / NULLIF(n, 0), 'latency_p50', lq[1], 'latency_p95', lq[2],"
+        " 'latency_p99', lq[3], 'tokens_per_second_avg', ts / NULLIF(n, 0),"
+        " 'tokens_per_second_p50', tq[1],"
+        " 'ttft_p50', fq[1], 'ttft_p95', fq[2],"
+        " 'total_tokens', tk) ORDER BY %sgrp NULLS LAST), '[]'::json))"
+        " FROM g, LATERAL (SELECT am_hist_quantiles(lh, '{0.5,0.95,0.99}', 0.001) AS lq,"
+        " am_hist_quantiles(th, '{0.5}', 0.01) AS tq,"
+        " am_hist_quantiles(fh, '{0.5,0.95}', 0.001) AS fq OFFSET 0) q",
+        bucketed ? "bkt, " : "");
     size_t len = 0;
     char *sql = am_buf_take(&b, &len);
     if (!sql || len + 1 > cap) {
@@ -252,4 +286,33 @@ int aa_rollup_summary_sql(char *out, size_t cap, const char *group)
     memcpy(out, sql, len + 1);
     free(sql);
     return AM_OK;
+}
+
+int aa_rollup_counts_sql(char *out, size_t cap, const char *group)
+{
+    const char *g = group ? group : "NULL::text";
+    int n = snprintf(
+        out, cap,
+        "WITH " SPAN_SQL ", ru AS (SELECT %s AS grp, sum(n) AS n, sum(errors) AS errors,"
+        " sum(latency_sum) AS ls, sum(tps_sum) AS ts, sum(tokens_sum) AS tk"
+        " FROM llm_metric_rollup_label r, span WHERE" ROLLUP_WHERE_SQL
+        " AND ($5::text IS NULL OR r.intent = $5::text) AND ($10::text IS NULL OR r.stage = "
+        "$10::text)"
+        " GROUP BY 1), " RAW_SQL ", ra AS (SELECT %s AS grp, " RAW_COUNTS_SQL
+        " FROM raw GROUP BY 1),"
+        " g AS (SELECT grp, sum(n) AS n, sum(errors) AS errors, sum(ls) AS ls, sum(ts) AS ts,"
+        " sum(tk) AS tk FROM (SELECT * FROM ru UNION ALL SELECT * FROM ra%s) u GROUP BY "
+        "grp) " AA_COUNTS_JSON,
+        g, g, group ? "" : " UNION ALL SELECT NULL::text, 0, 0, 0, 0, 0");
+    return n < 0 || (size_t)n >= cap ? AM_ERANGE : AM_OK;
+}
+
+int aa_rollup_summary_sql(char *out, size_t cap, const char *group)
+{
+    return rollup_sql(out, cap, group, false);
+}
+
+int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group)
+{
+    return rollup_sql(out, cap, group, true);
 }

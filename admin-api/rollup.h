@@ -33,4 +33,33 @@ void aa_rollup_stop(aa_rollup *r);
  */
 int aa_rollup_summary_sql(char *out, size_t cap, const char *group);
 
+/*
+ * The JSON of a summary with figures=counts, from a CTE g(grp, n, errors,
+ * ls, ts, tk): exact on every path. $11 is the group_by name.
+ */
+#define AA_COUNTS_JSON                                                                             \
+    "SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"                 \
+    " 'group_by', $11::text, 'figures', 'counts', 'groups', coalesce(json_agg(json_build_object("  \
+    "'group', grp, 'count', n, 'errors', errors,"                                                  \
+    " 'error_rate', errors::float8 / NULLIF(n, 0)::float8, 'latency_avg', ls / NULLIF(n, 0),"      \
+    " 'tokens_per_second_avg', ts / NULLIF(n, 0), 'total_tokens', tk)"                             \
+    " ORDER BY grp NULLS LAST), '[]'::json)) FROM g"
+
+/*
+ * The summary with figures=counts over the rollups by intent and stage
+ * (llm_metric_rollup_label) and the raw rows they do not cover. It takes
+ * the exact summary's parameters; group is any group_by column or NULL;
+ * every filter but session_id and request_id is allowed. Returns 0, or
+ * AM_ERANGE when cap is too small.
+ */
+int aa_rollup_counts_sql(char *out, size_t cap, const char *group);
+
+/*
+ * The timeseries counterpart: the same figures per bucket and group, with
+ * $12 the bucket as an interval and $13 its name. The bucket must be a whole
+ * number of hours aligned to UTC midnight (1 hour, 1 day), so that every
+ * hour falls in one bucket. Returns 0, or AM_ERANGE when cap is too small.
+ */
+int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group);
+
 #endif

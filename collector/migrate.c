@@ -184,6 +184,73 @@ static const struct migration migrations[] = {
      "  GET DIAGNOSTICS rows = ROW_COUNT;"
      "  RETURN rows;"
      "END $$;"},
+    {4, "hourly rollups by intent and stage; histogram sums",
+     /*
+      * Counts and sums per hour and (model, backend, source, status,
+      * intent, stage), without histograms (intent and stage multiply the
+      * rows), for counts by intent or stage over long ranges. The hour's
+      * recomputation (am_rollup_hour, run by the admin-api on dirty hours)
+      * now fills both rollups in one transaction.
+      */
+     "CREATE TABLE llm_metric_rollup_label ("
+     "  hour timestamptz NOT NULL, model text NOT NULL, backend text NOT NULL,"
+     "  source text NOT NULL, status text NOT NULL, intent text, stage text,"
+     "  n bigint NOT NULL, errors bigint NOT NULL, latency_sum double precision NOT NULL,"
+     "  tps_sum double precision NOT NULL, tokens_sum bigint NOT NULL,"
+     "  UNIQUE NULLS NOT DISTINCT (hour, model, backend, source, status, intent, stage));"
+     "ALTER FUNCTION am_rollup_hour(timestamptz) RENAME TO am_rollup_hour_hist;"
+     "CREATE FUNCTION am_rollup_hour(h timestamptz) RETURNS bigint LANGUAGE plpgsql AS $$"
+     "DECLARE rows bigint;"
+     "BEGIN"
+     "  rows := am_rollup_hour_hist(h);"
+     "  DELETE FROM llm_metric_rollup_label WHERE hour = h;"
+     "  INSERT INTO llm_metric_rollup_label (hour, model, backend, source, status, intent, stage,"
+     "   n, errors, latency_sum, tps_sum, tokens_sum)"
+     "  SELECT h, model, backend, source, status, intent, stage, count(*),"
+     "   count(*) FILTER (WHERE status = 'error'), sum(latency_seconds),"
+     "   sum(tokens_per_second), coalesce(sum(tokens), 0)"
+     "  FROM llm_performance_metric WHERE timestamp >= h AND timestamp < h + interval '1 hour'"
+     "  GROUP BY model, backend, source, status, intent, stage;"
+     "  RETURN rows;"
+     "END $$;"
+     /* Hours stored before this migration: their clean rollups get labels at once. */
+     "INSERT INTO llm_metric_rollup_label (hour, model, backend, source, status, intent, stage,"
+     "  n, errors, latency_sum, tps_sum, tokens_sum)"
+     "  SELECT date_trunc('hour', timestamp, 'UTC'), model, backend, source, status, intent,"
+     "  stage, count(*), count(*) FILTER (WHERE status = 'error'), sum(latency_seconds),"
+     "  sum(tokens_per_second), coalesce(sum(tokens), 0) FROM llm_performance_metric"
+     "  GROUP BY 1, 2, 3, 4, 5, 6, 7;"
+     /* Histograms summed bin by bin, as an aggregate (NULL histograms are skipped). */
+     "CREATE AGGREGATE am_hist_sum(bigint[]) (SFUNC = am_hist_add, STYPE = bigint[]);"
+     /*
+      * Several quantiles of one histogram in one pass (qs ascending), as
+      * am_hist_quantile computes each: a timeseries asks for six per point.
+      */
+     "CREATE FUNCTION am_hist_quantiles(h bigint[], qs double precision[], lo double precision)"
+     "  RETURNS double precision[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$"
+     "DECLARE total bigint := 0; cum bigint := 0; c bigint; j integer := 1; k integer := 0;"
+     "  nq integer; target double precision; r double precision[];"
+     "BEGIN"
+     "  nq := coalesce(array_length(qs, 1), 0);"
+     "  r := array_fill(NULL::double precision, ARRAY[nq]);"
+     "  IF h IS NULL OR nq = 0 THEN RETURN r; END IF;"
+     "  FOREACH c IN ARRAY h LOOP total := total + coalesce(c, 0); END LOOP;"
+     "  IF total = 0 THEN RETURN r; END IF;"
+     "  FOREACH c IN ARRAY h LOOP"
+     "    k := k + 1;"
+     "    CONTINUE WHEN c IS NULL OR c = 0;"
+     "    WHILE j <= nq AND cum + c >= qs[j] * total LOOP"
+     "      target := qs[j] * total;"
+     "      r[j] := CASE WHEN k = 1 THEN lo"
+     "        ELSE lo * power(1.12, (k - 2) + least(1.0, greatest(0.0, (target - cum) / c))) END;"
+     "      j := j + 1;"
+     "    END LOOP;"
+     "    EXIT WHEN j > nq;"
+     "    cum := cum + c;"
+     "  END LOOP;"
+     "  WHILE j <= nq LOOP r[j] := lo * power(1.12, 126); j := j + 1; END LOOP;"
+     "  RETURN r;"
+     "END $$;"},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

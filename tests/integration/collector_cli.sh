@@ -28,7 +28,7 @@ am_fresh_db
 "$bin" --migrate
 am_assert_eq "each migration recorded once" "$(am_psql 'SELECT max(version) FROM schema_migrations')" \
 	"$(am_psql 'SELECT count(*) FROM schema_migrations')"
-am_assert_eq "every migration applied" 3 "$(am_psql 'SELECT max(version) FROM schema_migrations')"
+am_assert_eq "every migration applied" 4 "$(am_psql 'SELECT max(version) FROM schema_migrations')"
 am_assert_eq "idempotency key is unique" 1 "$(am_psql "SELECT count(*) FROM pg_indexes
   WHERE tablename = 'llm_performance_metric' AND indexdef LIKE 'CREATE UNIQUE INDEX%(source_id, epoch, seq)'")"
 
