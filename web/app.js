@@ -6,6 +6,8 @@
   const FILTERS = ['model', 'backend', 'source', 'intent', 'status'];
   const RANGES = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
   const BUCKETS = [['1m', 60e3], ['5m', 300e3], ['1h', 3600e3], ['1d', 86400e3]];
+  const MAX_POINTS = 400;     /* points per chart at most */
+  const HOURLY_FROM = 12 * 3600e3; /* ranges this long chart whole hours, read from the hourly rollups */
   const MAX_ROWS = 200;       /* rows kept in the recent-calls table */
   const REFRESH_MS = 30e3;    /* figures and charts of a relative range are refreshed this often */
   const POLL_MS = 2000;       /* list polling when the stream is not available */
@@ -90,7 +92,8 @@
       since = !isNaN(s) ? s : until - 3600e3;
     }
     let bucket = BUCKETS[BUCKETS.length - 1];
-    for (const b of BUCKETS) if ((until - since) / b[1] <= 400) { bucket = b; break; }
+    const least = until - since >= HOURLY_FROM ? 3600e3 : 0;
+    for (const b of BUCKETS) if (b[1] >= least && (until - since) / b[1] <= MAX_POINTS) { bucket = b; break; }
     return { since, until, bucket: bucket[0], bucketMs: bucket[1], live: v.range !== 'custom' };
   }
 
@@ -586,7 +589,7 @@
       part(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model' }), (s) => renderTps(s, r), panelOf('c-tps')),
       part(API + '/summary?' + query(view, r, { group_by: 'model' }), (s) => renderCompare('cmp-model', s), panelOf('cmp-model')),
       part(API + '/summary?' + query(view, r, { group_by: 'backend' }), (s) => renderCompare('cmp-backend', s), panelOf('cmp-backend')),
-      part(API + '/summary?' + query(view, r, { group_by: by }), (s) => renderBreakdown(s, by), panelOf('c-breakdown')),
+      part(API + '/summary?' + query(view, r, { group_by: by, figures: 'counts' }), (s) => renderBreakdown(s, by), panelOf('c-breakdown')),
     ];
     /* The table first (the stream resumes after its newest id), then live updates. */
     const listed = getJSON(API + '?' + query(view, r, { limit: '100' })).then((list) => {
@@ -630,7 +633,7 @@
         getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'model' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'backend' })),
-        getJSON(API + '/summary?' + query(view, r, { group_by: view.breakdown })),
+        getJSON(API + '/summary?' + query(view, r, { group_by: view.breakdown, figures: 'counts' })),
       ]);
       if (gen !== generation) return;
       document.body.dataset.since = new Date(r.since).toISOString();

@@ -56,6 +56,34 @@ async function checkFigures(page, filters, desc) {
   return want;
 }
 
+// The intent breakdown's bars (calls and errors stacked) against the summary grouped by intent.
+async function checkBreakdown(page, desc) {
+  const since = await page.getAttribute('body', 'data-since');
+  const until = await page.getAttribute('body', 'data-until');
+  const want = (await getJSON('/api/llm-backends/metrics/summary?' +
+    new URLSearchParams({ since, until, group_by: 'intent' }))).groups;
+  const shown = await page.evaluate(() => {
+    const d = Chart.getChart('c-breakdown').data;
+    return d.labels.map((l, i) => [l, d.datasets[0].data[i] + d.datasets[1].data[i], d.datasets[1].data[i]]);
+  });
+  const expect = want.map((g) => [g.group == null ? '(none)' : g.group, g.count, g.errors]);
+  check(`${desc}: the intent breakdown shows the summary's counts and errors`,
+    JSON.stringify(shown) === JSON.stringify(expect), `page ${JSON.stringify(shown)}, summary ${JSON.stringify(expect)}`);
+}
+
+// The request-rate chart integrates to the summary's count: every call is in one bucket.
+async function checkRate(page, count, desc) {
+  const r = await page.evaluate(() => {
+    const c = Chart.getChart('c-rate');
+    const d = c.data.datasets[0].data;
+    const step = d.length > 1 ? d[1].x - d[0].x : 0;
+    return { sum: d.reduce((a, p) => a + p.y, 0) * step / 1000, step, title: c.options.scales.y.title.text };
+  });
+  check(`${desc}: the request rate adds up to the summary's count (${count})`,
+    Math.abs(r.sum - count) < 1e-6 * Math.max(1, count), `${r.sum} over buckets of ${r.step} ms`);
+  return r;
+}
+
 async function ready(page) {
   await page.waitForSelector('body[data-state="ready"]', { timeout: 15000 });
 }
@@ -110,6 +138,8 @@ async function main() {
     const drawn = await page.$eval(id, (c) => !c.closest('.chart').hidden && c.width > 0);
     check(`chart ${id} is drawn`, drawn);
   }
+  await checkBreakdown(page, 'last hour');
+  await checkRate(page, all.count, 'last hour');
   const cmpRows = await page.$$eval('#cmp-model table tbody tr', (trs) => trs.map((t) => t.cells[0].textContent));
   check('the model comparison lists both models', cmpRows.join(',') === 'llama3.1:8b,phi3:mini', cmpRows.join(','));
   await page.screenshot({ path: path.join(ARTEFACTS, 'page-laptop.png'), fullPage: true });
@@ -171,6 +201,19 @@ async function main() {
   check('the filter survives a reload (form)', (await page.inputValue('input[name=model]')) === 'llama3.1:8b');
   await filtered('after reload');
   await page.screenshot({ path: path.join(ARTEFACTS, 'page-filtered.png'), fullPage: true });
+
+  // The long ranges: hourly buckets (the API reads them from the rollups), the same figures.
+  for (const range of ['24h', '7d']) {
+    await page.goto(ADMIN + `/performance?range=${range}`, { waitUntil: 'load' });
+    await ready(page);
+    const f = await checkFigures(page, {}, range);
+    check(`${range}: the figures count what page.sh stored, and more`, f.count > Number(env('EXPECT_COUNT')),
+      `${f.count}`);
+    await checkBreakdown(page, range);
+    const rate = await checkRate(page, f.count, range);
+    check(`${range}: charts in hourly buckets`, rate.step === 3600e3 && /1h buckets/.test(rate.title),
+      `${rate.step} ms, "${rate.title}"`);
+  }
 
   // No data in range: words, not a blank page.
   await page.goto(ADMIN + '/performance?range=15m&model=no-such-model', { waitUntil: 'load' });
