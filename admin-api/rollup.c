@@ -254,7 +254,8 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed)
                                     : " UNION ALL SELECT NULL::timestamptz, NULL::text, 0, 0, 0, 0,"
                                       " 0, NULL, NULL, NULL");
     /*
-     * OFFSET 0 keeps the planner from pulling the LATERAL subquery up,
+     * Every row has a latency and a tokens/s, so those histograms hold n
+     * values. OFFSET 0 keeps the planner from pulling the LATERAL subquery up,
      * which would run am_hist_quantiles once per element used (six times a
      * point instead of three).
      */
@@ -273,8 +274,8 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed)
         " 'tokens_per_second_p50', tq[1],"
         " 'ttft_p50', fq[1], 'ttft_p95', fq[2],"
         " 'total_tokens', tk) ORDER BY %sgrp NULLS LAST), '[]'::json))"
-        " FROM g, LATERAL (SELECT am_hist_quantiles(lh, '{0.5,0.95,0.99}', 0.001) AS lq,"
-        " am_hist_quantiles(th, '{0.5}', 0.01) AS tq,"
+        " FROM g, LATERAL (SELECT am_hist_quantiles(lh, '{0.5,0.95,0.99}', 0.001, n::bigint) AS lq,"
+        " am_hist_quantiles(th, '{0.5}', 0.01, n::bigint) AS tq,"
         " am_hist_quantiles(fh, '{0.5,0.95}', 0.001) AS fq OFFSET 0) q",
         bucketed ? "bkt, " : "");
     size_t len = 0;

@@ -225,16 +225,22 @@ static const struct migration migrations[] = {
      /*
       * Several quantiles of one histogram in one pass (qs ascending), as
       * am_hist_quantile computes each: a timeseries asks for six per point.
+      * n, when given, is the histogram's total (the row count, for latency
+      * and tokens/s), which saves a pass.
       */
-     "CREATE FUNCTION am_hist_quantiles(h bigint[], qs double precision[], lo double precision)"
+     "CREATE FUNCTION am_hist_quantiles(h bigint[], qs double precision[], lo double precision,"
+     "  n bigint DEFAULT NULL)"
      "  RETURNS double precision[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$"
-     "DECLARE total bigint := 0; cum bigint := 0; c bigint; j integer := 1; k integer := 0;"
+     "DECLARE total bigint := n; cum bigint := 0; c bigint; j integer := 1; k integer := 0;"
      "  nq integer; target double precision; r double precision[];"
      "BEGIN"
      "  nq := coalesce(array_length(qs, 1), 0);"
      "  r := array_fill(NULL::double precision, ARRAY[nq]);"
      "  IF h IS NULL OR nq = 0 THEN RETURN r; END IF;"
-     "  FOREACH c IN ARRAY h LOOP total := total + coalesce(c, 0); END LOOP;"
+     "  IF total IS NULL THEN"
+     "    total := 0;"
+     "    FOREACH c IN ARRAY h LOOP total := total + coalesce(c, 0); END LOOP;"
+     "  END IF;"
      "  IF total = 0 THEN RETURN r; END IF;"
      "  FOREACH c IN ARRAY h LOOP"
      "    k := k + 1;"
