@@ -60,28 +60,41 @@ static const char list_sql[] =
     " (SELECT a.timestamp, a.id FROM llm_performance_metric a WHERE a.id = $12::bigint))"
     " ORDER BY timestamp DESC, id DESC LIMIT $11::bigint) m";
 
-/* The figures of one group (summary) or one bucket and group (timeseries). */
-#define FIGURES_SQL                                                                                \
+/*
+ * The figures of one group (summary) or one bucket and group (timeseries):
+ * counts and sums always, each family of percentiles when asked for
+ * (FIGURES_SQL and FIGURES_JSON hold them all).
+ */
+#define FIGURES_SQL_COUNTS                                                                         \
     "count(*) AS n, count(*) FILTER (WHERE status = 'error') AS errors,"                           \
-    " avg(latency_seconds) AS latency_avg,"                                                        \
-    " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_seconds) AS lat,"     \
-    " avg(tokens_per_second) AS tps_avg,"                                                          \
-    " percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_second) AS tps_p50,"                  \
-    " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ttft_seconds) AS ttft,"             \
+    " avg(latency_seconds) AS latency_avg, avg(tokens_per_second) AS tps_avg,"                     \
     " coalesce(sum(tokens), 0) AS total_tokens"
+#define FIGURES_SQL_LATENCY                                                                        \
+    ", percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_seconds) AS lat"
+#define FIGURES_SQL_TPS                                                                            \
+    ", percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_second) AS tps_p50"
+#define FIGURES_SQL_TTFT                                                                           \
+    ", percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ttft_seconds) AS ttft"
+#define FIGURES_SQL FIGURES_SQL_COUNTS FIGURES_SQL_LATENCY FIGURES_SQL_TPS FIGURES_SQL_TTFT
 
-#define FIGURES_JSON                                                                               \
+#define FIGURES_JSON_HEAD                                                                          \
     "'count', n, 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"           \
-    " 'latency_avg', latency_avg, 'latency_p50', lat[1], 'latency_p95', lat[2],"                   \
-    " 'latency_p99', lat[3], 'tokens_per_second_avg', tps_avg, 'tokens_per_second_p50', tps_p50,"  \
-    " 'ttft_p50', ttft[1], 'ttft_p95', ttft[2], 'total_tokens', total_tokens"
+    " 'latency_avg', latency_avg"
+#define FIGURES_JSON_LATENCY ", 'latency_p50', lat[1], 'latency_p95', lat[2], 'latency_p99', lat[3]"
+#define FIGURES_JSON_TPS_AVG ", 'tokens_per_second_avg', tps_avg"
+#define FIGURES_JSON_TPS     ", 'tokens_per_second_p50', tps_p50"
+#define FIGURES_JSON_TTFT    ", 'ttft_p50', ttft[1], 'ttft_p95', ttft[2]"
+#define FIGURES_JSON_TAIL    ", 'total_tokens', total_tokens"
+#define FIGURES_JSON                                                                               \
+    FIGURES_JSON_HEAD FIGURES_JSON_LATENCY FIGURES_JSON_TPS_AVG FIGURES_JSON_TPS FIGURES_JSON_TTFT \
+        FIGURES_JSON_TAIL
 
 /* %s: the group column and the GROUP BY clause. $11 is the group_by name. */
 static const char summary_fmt[] =
     "WITH g AS (SELECT %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
     " WHERE " AA_METRICS_FILTER_SQL " %s)"
     " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
-    " 'group_by', $11::text, 'percentiles', 'exact', 'groups',"
+    " 'group_by', $11::text, 'figures', 'all', 'percentiles', 'exact', 'groups',"
     " coalesce(json_agg(json_build_object('group', "
     "grp, " FIGURES_JSON ") ORDER BY grp NULLS LAST), '[]'::json)) FROM g";
 
@@ -92,21 +105,21 @@ static const char counts_fmt[] =
     " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk"
     " FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL " %s) " AA_COUNTS_JSON;
 
-/* %s: the group column. $11 group_by, $12 the bucket as an interval, $13 its name. */
-static const char timeseries_fmt[] =
-    "WITH g AS (SELECT date_bin($12::interval, timestamp, timestamptz '2000-01-01 00:00:00+00')"
-    " AS bucket, %s AS grp, " FIGURES_SQL " FROM llm_performance_metric"
-    " WHERE " AA_METRICS_FILTER_SQL " GROUP BY 1, 2)"
-    " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
-    " 'bucket', $13::text, 'group_by', $11::text, 'percentiles', 'exact', 'points', "
-    "coalesce(json_agg("
-    "json_build_object('bucket', bucket, 'group', grp, " FIGURES_JSON ")"
-    " ORDER BY bucket, grp NULLS LAST), '[]'::json)) FROM g";
-
 /* Values of group_by; each is also the column it groups by. */
 static const char *const group_names[] = {"model", "backend", "intent", "source", "stage", NULL};
 
 static const char *const figure_sets[] = {"all", "counts", NULL};
+
+/* Families of percentiles a timeseries may ask for (figures=...), in answer order. */
+static const struct {
+    const char *name;
+    unsigned bit;
+} families[] = {
+    {"latency", AA_FIG_LATENCY},
+    {"tokens_per_second", AA_FIG_TPS},
+    {"ttft", AA_FIG_TTFT},
+};
+#define NFAMILIES (sizeof families / sizeof families[0])
 
 static const char *const bucket_names[] = {"1m", "5m", "1h", "1d", NULL};
 static const char *const bucket_intervals[] = {"1 minute", "5 minutes", "1 hour", "1 day"};
@@ -116,7 +129,6 @@ static const int64_t bucket_us[] = {60000000LL, 300000000LL, 3600000000LL, 86400
 #define SQL_MAX 8192
 _Static_assert(sizeof summary_fmt + 64 <= SQL_MAX, "summary_fmt outgrew SQL_MAX");
 _Static_assert(sizeof counts_fmt + 64 <= SQL_MAX, "counts_fmt outgrew SQL_MAX");
-_Static_assert(sizeof timeseries_fmt + 64 <= SQL_MAX, "timeseries_fmt outgrew SQL_MAX");
 
 #define MAX_BUCKETS 10000
 
@@ -317,17 +329,81 @@ static int64_t floor_div(int64_t a, int64_t b)
     return a / b - (a % b < 0);
 }
 
+/*
+ * figures for a timeseries: all (the default), counts, or a comma-separated
+ * list of families. Sets *fam and name (the value echoed in the answer).
+ */
+static int parse_families(const struct am_http_request *req, unsigned *fam, char *name, size_t cap,
+                          char *err)
+{
+    const char *v = am_http_query(req, "figures");
+    unsigned m = 0;
+
+    if (!v || !*v || !strcmp(v, "all")) {
+        m = AA_FIG_ALL;
+    } else if (strcmp(v, "counts") != 0) {
+        for (const char *p = v;; p++) {
+            size_t n = strcspn(p, ","), i = 0;
+            while (i < NFAMILIES &&
+                   (strlen(families[i].name) != n || strncmp(p, families[i].name, n)))
+                i++;
+            if (i == NFAMILIES) {
+                snprintf(err, AA_ERR_MAX,
+                         "figures must be all, counts, or a comma-separated list of latency, "
+                         "tokens_per_second and ttft");
+                return AM_EINVAL;
+            }
+            m |= families[i].bit;
+            p += n;
+            if (!*p)
+                break;
+        }
+    }
+    *fam = m;
+    if (m == AA_FIG_ALL || m == 0) {
+        snprintf(name, cap, "%s", m ? "all" : "counts");
+        return 0;
+    }
+    name[0] = '\0';
+    for (size_t i = 0; i < NFAMILIES; i++)
+        if (m & families[i].bit)
+            snprintf(name + strlen(name), cap - strlen(name), "%s%s", name[0] ? "," : "",
+                     families[i].name);
+    return 0;
+}
+
+/* The timeseries over every row, with the families of percentiles fam. */
+static void timeseries_sql(char *out, size_t cap, const char *group, unsigned fam)
+{
+    snprintf(
+        out, cap,
+        "WITH g AS (SELECT date_bin($12::interval, timestamp, timestamptz '2000-01-01 00:00:00+00')"
+        " AS bucket, %s AS grp, " FIGURES_SQL_COUNTS "%s%s%s FROM llm_performance_metric"
+        " WHERE " AA_METRICS_FILTER_SQL " GROUP BY 1, 2)"
+        " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"
+        " 'bucket', $13::text, 'group_by', $11::text, 'figures', $14::text,"
+        " 'percentiles', 'exact', 'points', coalesce(json_agg(json_build_object('bucket', bucket,"
+        " 'group', grp, " FIGURES_JSON_HEAD "%s" FIGURES_JSON_TPS_AVG "%s%s" FIGURES_JSON_TAIL ")"
+        " ORDER BY bucket, grp NULLS LAST), '[]'::json)) FROM g",
+        group ? group : "NULL::text", fam & AA_FIG_LATENCY ? FIGURES_SQL_LATENCY : "",
+        fam & AA_FIG_TPS ? FIGURES_SQL_TPS : "", fam & AA_FIG_TTFT ? FIGURES_SQL_TTFT : "",
+        fam & AA_FIG_LATENCY ? FIGURES_JSON_LATENCY : "", fam & AA_FIG_TPS ? FIGURES_JSON_TPS : "",
+        fam & AA_FIG_TTFT ? FIGURES_JSON_TTFT : "");
+}
+
 static void timeseries(struct aa_ctx *ctx, const struct am_http_request *req,
                        struct am_http_response *resp, const char *arg)
 {
     struct aa_metrics_filter f;
-    char err[AA_ERR_MAX], sql[SQL_MAX];
-    const char *params[AA_METRICS_FILTER_NPARAMS + 3];
+    char err[AA_ERR_MAX], sql[SQL_MAX], figures[64];
+    const char *params[AA_METRICS_FILTER_NPARAMS + 4];
     const char *group, *bucket;
+    unsigned fam;
     bool rollup;
 
     if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err) ||
         aa_param_enum(req, "bucket", bucket_names, "1h", &bucket, err) ||
+        parse_families(req, &fam, figures, sizeof figures, err) ||
         long_range(ctx, req, &f, &rollup, err)) {
         am_http_error(resp, 400, err);
         return;
@@ -350,14 +426,21 @@ static void timeseries(struct aa_ctx *ctx, const struct am_http_request *req,
     params[AA_METRICS_FILTER_NPARAMS] = group;
     params[AA_METRICS_FILTER_NPARAMS + 1] = bucket_intervals[b];
     params[AA_METRICS_FILTER_NPARAMS + 2] = bucket;
+    params[AA_METRICS_FILTER_NPARAMS + 3] = figures;
     /* Buckets of whole hours can take whole hours from the rollups. */
     if (rollup && histograms_keep(&f, group) && bucket_us[b] % 3600000000LL == 0) {
-        reply_rollup(ctx, req, resp, aa_rollup_timeseries_sql, group, AA_METRICS_FILTER_NPARAMS + 3,
-                     params);
+        char *big = malloc(ROLLUP_SQL_MAX);
+        if (!big || aa_rollup_timeseries_sql(big, ROLLUP_SQL_MAX, group, fam)) {
+            free(big);
+            am_http_error(resp, 500, "internal error");
+            return;
+        }
+        aa_reply_query(ctx, req, resp, 200, big, AA_METRICS_FILTER_NPARAMS + 4, params, NULL, NULL);
+        free(big);
         return;
     }
-    snprintf(sql, sizeof sql, timeseries_fmt, group ? group : "NULL::text");
-    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 3, params, NULL, NULL);
+    timeseries_sql(sql, sizeof sql, group, fam);
+    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 4, params, NULL, NULL);
 }
 
 const struct aa_route aa_metrics_routes[] = {

@@ -198,18 +198,23 @@ static void sums(struct am_buf *b, char p)
 
 #define BUCKET_OF(t) "date_bin($12::interval, " t ", timestamptz '2000-01-01 00:00:00+00')"
 
+/* on when the families fam include bit, else off. */
+#define PICK(fam, bit, on, off) ((fam) & (bit) ? (on) : (off))
+
 /*
  * Builds the summary (bucketed false) or the timeseries (true) over the
  * rollups: per bucket and group, the rollup rows (ru) and the raw rows
  * (rr, with their histograms made on the fly) are added up, histograms bin
  * by bin (am_hist_sum). For the summary the bucket is one NULL for all.
+ * Only the histograms of the families asked for are read and merged.
  */
-static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed)
+static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, unsigned fam)
 {
     struct am_buf b;
     const char *g = group ? group : "NULL::text";
     const char *rbkt = bucketed ? BUCKET_OF("r.hour") : "NULL::timestamptz";
     const char *mbkt = bucketed ? BUCKET_OF("timestamp") : "NULL::timestamptz";
+    const char *none = "NULL::bigint[]";
     am_buf_init(&b, 1 << 20);
 
     am_buf_printf(&b,
@@ -217,67 +222,93 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed)
                   " sum(errors) AS errors, sum(latency_sum) AS ls, sum(tps_sum) AS ts,"
                   " sum(tokens_sum) AS tk, ",
                   rbkt, g);
-    sums(&b, 'l');
-    am_buf_append(&b, " AS lh, ", 8);
-    sums(&b, 't');
-    am_buf_append(&b, " AS th, ", 8);
-    sums(&b, 'f');
+    const char kinds[3] = {'l', 't', 'f'};
+    const unsigned bits[3] = {AA_FIG_LATENCY, AA_FIG_TPS, AA_FIG_TTFT};
+    for (int i = 0; i < 3; i++) {
+        if (fam & bits[i])
+            sums(&b, kinds[i]);
+        else
+            am_buf_printf(&b, "%s", none);
+        am_buf_printf(&b, " AS %ch%s", kinds[i], i < 2 ? ", " : "");
+    }
+    /* The 'l' rows of the raw histograms carry the counts and sums, asked for or not. */
     am_buf_printf(&b,
-                  " AS fh FROM llm_metric_rollup r, span WHERE" ROLLUP_WHERE_SQL
+                  " FROM llm_metric_rollup r, span WHERE" ROLLUP_WHERE_SQL
                   " GROUP BY 1, 2), " RAW_SQL ","
                   " rr AS (SELECT bkt, grp, sum(c) FILTER (WHERE k = 'l') AS n, sum(e) AS errors,"
-                  " sum(ls) AS ls, sum(ts) AS ts, sum(tk) AS tk,"
-                  " am_hist_from(array_agg(b) FILTER (WHERE k = 'l'), array_agg(c) FILTER"
-                  " (WHERE k = 'l')) AS lh,"
-                  " am_hist_from(array_agg(b) FILTER (WHERE k = 't'), array_agg(c) FILTER"
-                  " (WHERE k = 't')) AS th,"
-                  " am_hist_from(array_agg(b) FILTER (WHERE k = 'f'), array_agg(c) FILTER"
-                  " (WHERE k = 'f')) AS fh"
+                  " sum(ls) AS ls, sum(ts) AS ts, sum(tk) AS tk, %s AS lh, %s AS th, %s AS fh"
                   " FROM (SELECT %s AS bkt, %s AS grp, 'l' AS k, am_bin(latency_seconds, 0.001)"
                   " AS b, count(*) AS c, count(*) FILTER (WHERE status = 'error') AS e,"
                   " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts,"
-                  " coalesce(sum(tokens), 0) AS tk FROM raw GROUP BY 1, 2, 4"
-                  " UNION ALL SELECT %s, %s, 't', am_bin(tokens_per_second, 0.01), count(*),"
-                  " 0, 0, 0, 0 FROM raw GROUP BY 1, 2, 4"
-                  " UNION ALL SELECT %s, %s, 'f', am_bin(ttft_seconds, 0.001), count(*),"
-                  " 0, 0, 0, 0 FROM raw WHERE ttft_seconds IS NOT NULL GROUP BY 1, 2, 4) x"
-                  " GROUP BY bkt, grp),",
-                  mbkt, g, mbkt, g, mbkt, g);
+                  " coalesce(sum(tokens), 0) AS tk FROM raw GROUP BY 1, 2, 4",
+                  PICK(fam, AA_FIG_LATENCY,
+                       "am_hist_from(array_agg(b) FILTER (WHERE k = 'l'), array_agg(c) FILTER "
+                       "(WHERE k = 'l'))",
+                       none),
+                  PICK(fam, AA_FIG_TPS,
+                       "am_hist_from(array_agg(b) FILTER (WHERE k = 't'), array_agg(c) FILTER "
+                       "(WHERE k = 't'))",
+                       none),
+                  PICK(fam, AA_FIG_TTFT,
+                       "am_hist_from(array_agg(b) FILTER (WHERE k = 'f'), array_agg(c) FILTER "
+                       "(WHERE k = 'f'))",
+                       none),
+                  mbkt, g);
+    if (fam & AA_FIG_TPS)
+        am_buf_printf(&b,
+                      " UNION ALL SELECT %s, %s, 't', am_bin(tokens_per_second, 0.01), count(*),"
+                      " 0, 0, 0, 0 FROM raw GROUP BY 1, 2, 4",
+                      mbkt, g);
+    if (fam & AA_FIG_TTFT)
+        am_buf_printf(&b,
+                      " UNION ALL SELECT %s, %s, 'f', am_bin(ttft_seconds, 0.001), count(*),"
+                      " 0, 0, 0, 0 FROM raw WHERE ttft_seconds IS NOT NULL GROUP BY 1, 2, 4",
+                      mbkt, g);
     /* An ungrouped summary has its one group even when nothing matches. */
     am_buf_printf(&b,
+                  ") x GROUP BY bkt, grp),"
                   " g AS (SELECT bkt, grp, sum(n) AS n, sum(errors) AS errors, sum(ls) AS ls,"
-                  " sum(ts) AS ts, sum(tk) AS tk, am_hist_sum(lh) AS lh, am_hist_sum(th) AS th,"
-                  " am_hist_sum(fh) AS fh FROM (SELECT * FROM ru UNION ALL SELECT * FROM rr%s) u"
-                  " GROUP BY bkt, grp)"
+                  " sum(ts) AS ts, sum(tk) AS tk, %s AS lh, %s AS th, %s AS fh"
+                  " FROM (SELECT * FROM ru UNION ALL SELECT * FROM rr%s) u GROUP BY bkt, grp)"
                   " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,",
+                  PICK(fam, AA_FIG_LATENCY, "am_hist_sum(lh)", none),
+                  PICK(fam, AA_FIG_TPS, "am_hist_sum(th)", none),
+                  PICK(fam, AA_FIG_TTFT, "am_hist_sum(fh)", none),
                   group || bucketed ? ""
                                     : " UNION ALL SELECT NULL::timestamptz, NULL::text, 0, 0, 0, 0,"
                                       " 0, NULL, NULL, NULL");
+    const char *pct = fam ? "approximate" : "exact";
+    if (bucketed)
+        am_buf_printf(&b,
+                      " 'bucket', $13::text, 'group_by', $11::text, 'figures', $14::text,"
+                      " 'percentiles', '%s', 'points', coalesce(json_agg("
+                      "json_build_object('bucket', bkt, 'group', grp, ",
+                      pct);
+    else
+        am_buf_printf(&b,
+                      " 'group_by', $11::text, 'figures', 'all', 'percentiles', '%s', 'groups',"
+                      " coalesce(json_agg(json_build_object('group', grp, ",
+                      pct);
     /*
      * Every row has a latency and a tokens/s, so those histograms hold n
-     * values. OFFSET 0 keeps the planner from pulling the LATERAL subquery up,
-     * which would run am_hist_quantiles once per element used (six times a
-     * point instead of three).
+     * values. OFFSET 0 keeps the planner from pulling the LATERAL subquery
+     * up, which would run am_hist_quantiles once per element used.
      */
-    if (bucketed)
-        am_buf_printf(&b, " 'bucket', $13::text, 'group_by', $11::text,"
-                          " 'percentiles', 'approximate', 'points', coalesce(json_agg("
-                          "json_build_object('bucket', bkt, 'group', grp, ");
-    else
-        am_buf_printf(&b, " 'group_by', $11::text, 'percentiles', 'approximate', 'groups',"
-                          " coalesce(json_agg(json_build_object('group', grp, ");
     am_buf_printf(
         &b,
         "'count', n, 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"
-        " 'latency_avg', ls / NULLIF(n, 0), 'latency_p50', lq[1], 'latency_p95', lq[2],"
-        " 'latency_p99', lq[3], 'tokens_per_second_avg', ts / NULLIF(n, 0),"
-        " 'tokens_per_second_p50', tq[1],"
-        " 'ttft_p50', fq[1], 'ttft_p95', fq[2],"
+        " 'latency_avg', ls / NULLIF(n, 0)%s, 'tokens_per_second_avg', ts / NULLIF(n, 0)%s%s,"
         " 'total_tokens', tk) ORDER BY %sgrp NULLS LAST), '[]'::json))"
-        " FROM g, LATERAL (SELECT am_hist_quantiles(lh, '{0.5,0.95,0.99}', 0.001, n::bigint) AS lq,"
-        " am_hist_quantiles(th, '{0.5}', 0.01, n::bigint) AS tq,"
-        " am_hist_quantiles(fh, '{0.5,0.95}', 0.001) AS fq OFFSET 0) q",
-        bucketed ? "bkt, " : "");
+        " FROM g, LATERAL (SELECT %s AS lq, %s AS tq, %s AS fq OFFSET 0) q",
+        PICK(fam, AA_FIG_LATENCY,
+             ", 'latency_p50', lq[1], 'latency_p95', lq[2], 'latency_p99', lq[3]", ""),
+        PICK(fam, AA_FIG_TPS, ", 'tokens_per_second_p50', tq[1]", ""),
+        PICK(fam, AA_FIG_TTFT, ", 'ttft_p50', fq[1], 'ttft_p95', fq[2]", ""),
+        bucketed ? "bkt, " : "",
+        PICK(fam, AA_FIG_LATENCY, "am_hist_quantiles(lh, '{0.5,0.95,0.99}', 0.001, n::bigint)",
+             "NULL::float8[]"),
+        PICK(fam, AA_FIG_TPS, "am_hist_quantiles(th, '{0.5}', 0.01, n::bigint)", "NULL::float8[]"),
+        PICK(fam, AA_FIG_TTFT, "am_hist_quantiles(fh, '{0.5,0.95}', 0.001)", "NULL::float8[]"));
     size_t len = 0;
     char *sql = am_buf_take(&b, &len);
     if (!sql || len + 1 > cap) {
@@ -310,10 +341,10 @@ int aa_rollup_counts_sql(char *out, size_t cap, const char *group)
 
 int aa_rollup_summary_sql(char *out, size_t cap, const char *group)
 {
-    return rollup_sql(out, cap, group, false);
+    return rollup_sql(out, cap, group, false, AA_FIG_ALL);
 }
 
-int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group)
+int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group, unsigned families)
 {
-    return rollup_sql(out, cap, group, true);
+    return rollup_sql(out, cap, group, true, families);
 }

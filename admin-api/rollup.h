@@ -8,6 +8,9 @@
 
 typedef struct aa_rollup aa_rollup;
 
+/* Families of percentiles a timeseries computes (figures=...); counts and sums are always there. */
+enum { AA_FIG_LATENCY = 1, AA_FIG_TPS = 2, AA_FIG_TTFT = 4, AA_FIG_ALL = 7 };
+
 struct aa_rollup_config {
     const char *database_url;
     int interval_s; /* time between refresh rounds; 0 disables the refresher */
@@ -56,10 +59,12 @@ int aa_rollup_counts_sql(char *out, size_t cap, const char *group);
 
 /*
  * The timeseries counterpart: the same figures per bucket and group, with
- * $12 the bucket as an interval and $13 its name. The bucket must be a whole
- * number of hours aligned to UTC midnight (1 hour, 1 day), so that every
- * hour falls in one bucket. Returns 0, or AM_ERANGE when cap is too small.
+ * $12 the bucket as an interval, $13 its name and $14 the figures' name;
+ * families (AA_FIG_*) says which percentiles to compute. The bucket must be
+ * a whole number of hours aligned to UTC midnight (1 hour, 1 day), so that
+ * every hour falls in one bucket. Returns 0, or AM_ERANGE when cap is too
+ * small.
  */
-int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group);
+int aa_rollup_timeseries_sql(char *out, size_t cap, const char *group, unsigned families);
 
 #endif

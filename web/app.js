@@ -564,6 +564,11 @@
 
   /* ---- loading a view ---- */
 
+  /*
+   * Each request asks only for what its part draws (figures=...): percentiles are the costly
+   * part of a long range, and the tokens/s chart needs none of the latency ones.
+   */
+
   async function load() {
     const gen = ++generation;
     clearTimeout(refreshTimer);
@@ -584,9 +589,10 @@
     const panelOf = (id) => document.getElementById(id).closest('.panel');
     const jobs = [
       part(API + '/summary?' + query(view, r, {}), renderFigures, null),
-      part(API + '/timeseries?' + query(view, r, { bucket: r.bucket }), (s) => renderSeries(s, r), null)
+      part(API + '/timeseries?' + query(view, r, { bucket: r.bucket, figures: 'latency' }), (s) => renderSeries(s, r), null)
         .catch((e) => { setEmpty(panelOf('c-latency'), 'Not available: ' + describe(e)); setEmpty(panelOf('c-rate'), 'Not available: ' + describe(e)); throw e; }),
-      part(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model' }), (s) => renderTps(s, r), panelOf('c-tps')),
+      part(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model', figures: 'tokens_per_second' }),
+        (s) => renderTps(s, r), panelOf('c-tps')),
       part(API + '/summary?' + query(view, r, { group_by: 'model' }), (s) => renderCompare('cmp-model', s), panelOf('cmp-model')),
       part(API + '/summary?' + query(view, r, { group_by: 'backend' }), (s) => renderCompare('cmp-backend', s), panelOf('cmp-backend')),
       part(API + '/summary?' + query(view, r, { group_by: by, figures: 'counts' }), (s) => renderBreakdown(s, by), panelOf('c-breakdown')),
@@ -629,8 +635,8 @@
     try {
       const [sum, ts, tps, m, b, br] = await Promise.all([
         getJSON(API + '/summary?' + query(view, r, {})),
-        getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket })),
-        getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model' })),
+        getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, figures: 'latency' })),
+        getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model', figures: 'tokens_per_second' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'model' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'backend' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: view.breakdown, figures: 'counts' })),

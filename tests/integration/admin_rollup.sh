@@ -146,6 +146,29 @@ done
 am_assert_eq "timeseries counts, rollups against every row" \
 	"$(curl -fs "$ADMIN/api/llm-backends/metrics/timeseries?$range&bucket=1h&exact=true" | jq -c '[.points[] | [.bucket, .count, .errors, .total_tokens]]')" \
 	"$(curl -fs "$ADMIN/api/llm-backends/metrics/timeseries?$range&bucket=1h" | jq -c '[.points[] | [.bucket, .count, .errors, .total_tokens]]')"
+# figures=<families>: the answer has just those percentiles, equal to the full answer's, on the
+# rollup path and on the exact one.
+subset() {
+	jq -c --arg k "$2" '[.points[] | {bucket, group, count, errors, total_tokens}
+		+ with_entries(select(.key as $x | $k | split(",") | index($x)))]' <<<"$1"
+}
+for path in "" "&exact=true"; do
+	full=$(curl -fs "$ADMIN/api/llm-backends/metrics/timeseries?$range&bucket=1h&group_by=model$path")
+	for spec in "tokens_per_second|tokens_per_second_p50" "latency|latency_p50,latency_p95,latency_p99" \
+		"ttft,latency|latency_p50,latency_p95,latency_p99,ttft_p50,ttft_p95" "counts|"; do
+		fam=${spec%%|*} keys=${spec#*|}
+		answer=$(curl -fs "$ADMIN/api/llm-backends/metrics/timeseries?$range&bucket=1h&group_by=model&figures=$fam$path")
+		am_assert_eq "figures=$fam$path: echoed in order" "$(tr , '\n' <<<"$fam" | sort | paste -sd,)" \
+			"$(jq -r .figures <<<"$answer")"
+		am_assert_eq "figures=$fam$path: just those percentiles" "$keys" \
+			"$(jq -r '[.points[0] | keys_unsorted[] | select(test("_p[0-9]+$"))] | join(",")' <<<"$answer")"
+		am_assert_eq "figures=$fam$path: the full answer's figures" "$(subset "$full" "$keys")" \
+			"$(subset "$answer" "$keys")"
+	done
+done
+am_assert_eq "timeseries figures=bad" \
+	"figures must be all, counts, or a comma-separated list of latency, tokens_per_second and ttft" \
+	"$(curl -s "$ADMIN/api/llm-backends/metrics/timeseries?figures=latency,bad" | jq -r .error)"
 am_assert_eq "figures=bad" "figures must be one of all, counts" \
 	"$(curl -s "$ADMIN/api/llm-backends/metrics/summary?figures=bad" | jq -r .error)"
 am_assert_eq "figures=bad status" 400 \
