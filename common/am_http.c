@@ -36,6 +36,7 @@ struct am_http_server {
     pthread_mutex_t mu; /* guards streams and stopping */
     am_http_stream *streams;
     bool stopping;
+    bool thread_per_connection; /* stream readers wait on their own thread instead of suspending */
 };
 
 /*
@@ -45,12 +46,14 @@ struct am_http_server {
  */
 struct am_http_stream {
     pthread_mutex_t mu;
-    struct am_buf out; /* pending bytes are out.data[off .. out.len) */
+    pthread_cond_t more; /* a write, the end or a stop, for a reader waiting on its own thread */
+    struct am_buf out;   /* pending bytes are out.data[off .. out.len) */
     size_t off;
     am_http_server *srv;         /* set once the response is queued */
     struct MHD_Connection *conn; /* valid while attached and not finished */
     int fd;                      /* conn's socket, or -1 */
     bool suspended;              /* the reader suspended conn; a write resumes it */
+    bool waiting;                /* the reader waits on more (thread per connection) */
     bool ended;                  /* the producer ended it: finish after the pending bytes */
     bool finished;               /* the connection is gone, or the server stopped it */
     _Atomic int refs;
@@ -85,6 +88,7 @@ static void stream_unref(am_http_stream *s)
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     am_buf_free(&s->out);
+    pthread_cond_destroy(&s->more);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -283,6 +287,11 @@ int am_http_reply_stream(struct am_http_response *resp, int status, const char *
     if (!s)
         return AM_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->more, &ca);
+    pthread_condattr_destroy(&ca);
     am_buf_init(&s->out, max_pending);
     s->fd = -1;
     atomic_init(&s->refs, 2);
@@ -300,6 +309,8 @@ int am_http_reply_stream(struct am_http_response *resp, int status, const char *
 /* Called with s->mu held: lets MHD process the connection again. */
 static void wake_locked(am_http_stream *s)
 {
+    if (s->waiting)
+        pthread_cond_signal(&s->more);
     if (s->suspended) {
         s->suspended = false;
         MHD_resume_connection(s->conn);
@@ -359,7 +370,7 @@ bool am_http_stream_closed(am_http_stream *s)
 {
     pthread_mutex_lock(&s->mu);
     /* The socket is MHD's, but MHD leaves it alone while the connection is suspended. */
-    if (!s->finished && !s->ended && s->suspended && peer_gone(s->fd)) {
+    if (!s->finished && !s->ended && (s->suspended || s->waiting) && peer_gone(s->fd)) {
         s->finished = true; /* the reader ends the response, and MHD closes it */
         wake_locked(s);
     }
@@ -380,6 +391,10 @@ void am_http_stream_release(am_http_stream *s)
  * MHD's content reader: hands over what is pending. With nothing pending
  * it suspends the connection (allowed from a content reader, and the only
  * way not to busy-wait with internal polling); the next write resumes it.
+ * A server with a thread per connection waits here instead, on the
+ * connection's own thread, looking at the socket every 200 ms for a client
+ * that left (libmicrohttpd does not resume a suspended connection in that
+ * mode).
  */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -387,22 +402,38 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     ssize_t n;
 
     pthread_mutex_lock(&s->mu);
-    size_t pending = s->out.len - s->off;
-    if (s->finished) {
-        n = MHD_CONTENT_READER_END_OF_STREAM;
-    } else if (pending > 0) {
-        size_t take = pending < max ? pending : max;
-        memcpy(buf, s->out.data + s->off, take);
-        s->off += take;
-        if (s->off == s->out.len)
-            s->off = s->out.len = 0;
-        n = (ssize_t)take;
-    } else if (s->ended) {
-        n = MHD_CONTENT_READER_END_OF_STREAM;
-    } else {
-        MHD_suspend_connection(s->conn);
-        s->suspended = true;
-        n = 0;
+    for (;;) {
+        size_t pending = s->out.len - s->off;
+        if (s->finished) {
+            n = MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (pending > 0) {
+            size_t take = pending < max ? pending : max;
+            memcpy(buf, s->out.data + s->off, take);
+            s->off += take;
+            if (s->off == s->out.len)
+                s->off = s->out.len = 0;
+            n = (ssize_t)take;
+        } else if (s->ended) {
+            n = MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (s->srv && s->srv->thread_per_connection) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += 200000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            s->waiting = true;
+            if (pthread_cond_timedwait(&s->more, &s->mu, &ts) == ETIMEDOUT && peer_gone(s->fd))
+                s->finished = true;
+            s->waiting = false;
+            continue;
+        } else {
+            MHD_suspend_connection(s->conn);
+            s->suspended = true;
+            n = 0;
+        }
+        break;
     }
     pthread_mutex_unlock(&s->mu);
     return n;
@@ -585,7 +616,8 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     size_t conn_memory = opt && opt->conn_memory ? opt->conn_memory : 32 * 1024;
 
     pthread_mutex_init(&srv->mu, NULL);
-    if (opt && opt->thread_per_connection) {
+    srv->thread_per_connection = opt && opt->thread_per_connection;
+    if (srv->thread_per_connection) {
         srv->daemon = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,

@@ -57,7 +57,8 @@ struct am_http_options {
      * A thread for each connection instead of a pool of threads sharing
      * them: for handlers that hold their thread for long (a whole query
      * pipeline), so that a connection never waits behind another one's
-     * request. threads is then unused; max_conns bounds the threads.
+     * request. threads is then unused; max_conns bounds the threads. A
+     * stream's reader then waits on its connection's thread for writes.
      */
     bool thread_per_connection;
 };

@@ -17,7 +17,7 @@ static const char *bus_urls;
 static const char *model_map;
 static const char *model_map_file;
 static long long timeout_s;
-static long long threads;
+static long long max_conns;
 static long long max_streams;
 static long long max_body_kib;
 static struct am_publisher_settings pubset;
@@ -37,8 +37,8 @@ static const struct am_setting settings[] = {
      "file of alias=model lines, read before GATEWAY_MODEL_MAP", &model_map_file},
     {"timeout-s", "GATEWAY_TIMEOUT_S", AM_SET_INT, "120", 1, 3600,
      "a whole call to Ollama; past it the client gets 504", &timeout_s},
-    {"threads", "GATEWAY_THREADS", AM_SET_INT, "16", 1, 1024,
-     "HTTP worker threads (each holds one non-streaming call)", &threads},
+    {"max-connections", "GATEWAY_MAX_CONNECTIONS", AM_SET_INT, "1024", 1, 100000,
+     "client connections at once, each served by a thread of its own", &max_conns},
     {"max-streams", "GATEWAY_MAX_STREAMS", AM_SET_INT, "256", 1, 100000,
      "streaming calls at once; past it 503", &max_streams},
     {"max-body-kib", "GATEWAY_MAX_BODY_KIB", AM_SET_INT, "4096", 1, 1048576,
@@ -85,7 +85,12 @@ int main(int argc, char **argv)
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)timeout_s + 30,
-        .threads = (unsigned)threads,
+        /*
+         * A call holds its connection's thread until Ollama answers; with a
+         * thread per connection no keep-alive client waits behind another's call.
+         */
+        .thread_per_connection = true,
+        .max_conns = (unsigned)max_conns,
     };
     if (am_http_start(&http, listen_addr, &opt, gw_proxy_handle, proxy) != AM_OK) {
         fprintf(stderr, "athena-gateway: cannot serve HTTP on %s\n", listen_addr);
