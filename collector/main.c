@@ -5,6 +5,7 @@
 #include "am_log.h"
 #include "chunkq.h"
 #include "receiver.h"
+#include "spool.h"
 #include "stats.h"
 #include "writer.h"
 
@@ -24,6 +25,8 @@ static long long recvbuf;
 static long long backoff_max_ms;
 static long long shutdown_timeout_ms;
 static long long max_streams;
+static const char *spool_dir;
+static long long spool_max_mib;
 static bool migrate_only;
 static struct am_bus_tls bus_tls;
 
@@ -47,6 +50,12 @@ static const struct am_setting settings[] = {
      "on SIGTERM, how long to keep trying to store what is held", &shutdown_timeout_ms},
     {"max-streams", "COLLECTOR_MAX_STREAMS", AM_SET_INT, "65536", 16, 10000000,
      "publisher streams tracked for gap detection", &max_streams},
+    {"spool-dir", "COLLECTOR_SPOOL_DIR", AM_SET_STRING, ".data/spool", 0, 0,
+     "directory of the disk spool, used while the database cannot keep up; one collector each",
+     &spool_dir},
+    {"spool-max-mib", "COLLECTOR_SPOOL_MAX_MIB", AM_SET_INT, "512", 0, 1048576,
+     "disk for the spool; past it new batches are dropped and counted (0: no spool)",
+     &spool_max_mib},
     {"migrate", NULL, AM_SET_ACTION, NULL, 0, 0, "apply the schema migrations and exit",
      &migrate_only},
     AM_BUS_TLS_SETTINGS(bus_tls),
@@ -93,9 +102,36 @@ static int run_migrations(void)
     return 0;
 }
 
+/* Opens the spool and counts what an earlier run left in it; exits 2 when it cannot be used. */
+static cl_spool *open_spool(void)
+{
+    cl_spool *spool = NULL;
+    struct cl_spool_recovery rec;
+    if (spool_max_mib == 0)
+        return NULL;
+    struct cl_spool_config cfg = {
+        .dir = spool_dir,
+        .max_bytes = (uint64_t)spool_max_mib << 20,
+        .segment_bytes = 4u << 20,
+        .segment_ms = 250,
+    };
+    if (cl_spool_open(&spool, &cfg, &rec) != AM_OK) {
+        fprintf(stderr, "athena-collector: cannot use the spool directory %s (see the log above)\n",
+                spool_dir);
+        exit(2);
+    }
+    atomic_fetch_add(&cl_stats.spool_torn, rec.torn);
+    atomic_fetch_add(&cl_stats.dropped_spool_corrupt, rec.lost_rows);
+    if (rec.segments > 0)
+        am_log_info("spool %s: %llu metrics in %llu segments left by an earlier run, to replay",
+                    spool_dir, (unsigned long long)rec.rows, (unsigned long long)rec.segments);
+    return spool;
+}
+
 int main(int argc, char **argv)
 {
     struct cl_chunkq q;
+    cl_spool *spool = NULL;
     cl_writer *writer = NULL;
     am_http_server *http = NULL;
     int status = 0;
@@ -130,12 +166,15 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    spool = open_spool();
     if (am_http_start(&http, listen_addr, NULL, handle_http, NULL) != AM_OK) {
         fprintf(stderr, "athena-collector: cannot serve HTTP on %s\n", listen_addr);
+        cl_spool_close(spool);
         return 2;
     }
     cl_chunkq_init(&q, (size_t)queue_max_mib << 20);
     struct cl_writer_config wcfg = {
+        .spool = spool,
         .database_url = database_url,
         .batch_rows = (size_t)batch_rows,
         .backoff_max_ms = (int)backoff_max_ms,
@@ -151,6 +190,7 @@ int main(int argc, char **argv)
         .tls = &bus_tls,
         .recvbuf = (int)recvbuf,
         .max_streams = (size_t)max_streams,
+        .spool = spool,
     };
     am_log_info("athena-collector %s: http on %s", AM_VERSION, listen_addr);
     if (cl_receiver_run(&rcfg, &q, &stop) != AM_OK)
@@ -160,12 +200,22 @@ int main(int argc, char **argv)
                 (unsigned long long)atomic_load(&cl_stats.queue_rows));
     cl_chunkq_close(&q);
     cl_writer_stop(writer);
-    am_log_info("stopped: %llu metrics stored, %llu duplicates, %llu dropped at shutdown",
+    am_log_info("stopped: received=%llu stored=%llu duplicates=%llu spooled=%llu replayed=%llu "
+                "in_spool=%llu dropped_shutdown=%llu dropped_queue_full=%llu "
+                "dropped_spool_full=%llu dropped_spool_error=%llu",
+                (unsigned long long)atomic_load(&cl_stats.metrics_received),
                 (unsigned long long)atomic_load(&cl_stats.metrics_inserted),
                 (unsigned long long)atomic_load(&cl_stats.metrics_duplicate),
-                (unsigned long long)atomic_load(&cl_stats.dropped_shutdown));
+                (unsigned long long)atomic_load(&cl_stats.metrics_spooled),
+                (unsigned long long)atomic_load(&cl_stats.metrics_replayed),
+                (unsigned long long)atomic_load(&cl_stats.spool_rows),
+                (unsigned long long)atomic_load(&cl_stats.dropped_shutdown),
+                (unsigned long long)atomic_load(&cl_stats.dropped_queue_full),
+                (unsigned long long)atomic_load(&cl_stats.dropped_spool_full),
+                (unsigned long long)atomic_load(&cl_stats.dropped_spool_error));
 out:
     am_http_stop(http);
+    cl_spool_close(spool);
     cl_chunkq_destroy(&q);
     return status;
 }

@@ -9,6 +9,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +25,26 @@ static void count_malformed(const char *why)
         atomic_fetch_add(&cl_stats.frames_malformed_bad_header, 1);
 }
 
-static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, cl_streams *streams)
+/* Writes c to the spool, or counts it dropped; frees c either way. */
+static void spill(cl_spool *spool, struct cl_chunk *c, const char *source_id)
+{
+    static uint64_t full_events;
+    int rc = cl_spool_append(spool, c);
+    if (rc == AM_OK) {
+        atomic_fetch_add(&cl_stats.metrics_spooled, c->nrows);
+    } else if (rc == AM_EFULL) {
+        if (full_events++ % 1000 == 0)
+            am_log_error("spool full: dropping %u metrics from %s (occurrence %llu)", c->nrows,
+                         source_id, (unsigned long long)full_events);
+        atomic_fetch_add(&cl_stats.dropped_spool_full, c->nrows);
+    } else {
+        atomic_fetch_add(&cl_stats.dropped_spool_error, c->nrows);
+    }
+    cl_chunk_free(c);
+}
+
+static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, cl_spool *spool,
+                         cl_streams *streams)
 {
     Athena__Metrics__MetricBatch *batch = NULL;
     const char *why = NULL;
@@ -78,7 +98,13 @@ static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, c
     char *exact = realloc(c->rows, c->len + 1);
     if (exact)
         c->rows = exact;
-    if (cl_chunkq_push(q, c) != AM_OK) {
+    /* While the spool holds rows, newer ones queue behind them on disk, in arrival order. */
+    bool to_spool = spool && cl_spool_holds(spool);
+    if (!to_spool && cl_chunkq_push(q, c) == AM_OK)
+        goto out;
+    if (spool) {
+        spill(spool, c, batch->source_id);
+    } else {
         static uint64_t full_events;
         if (full_events++ % 1000 == 0)
             am_log_error("writer queue full: dropping %ld metrics from %s (occurrence %llu)", nrows,
@@ -124,6 +150,8 @@ int cl_receiver_run(const struct cl_receiver_config *cfg, struct cl_chunkq *q,
 
     while (!*stop) {
         nng_msg *msg = NULL;
+        if (cfg->spool)
+            cl_spool_tick(cfg->spool);
         rv = nng_recvmsg(sock, &msg, 0);
         if (rv == NNG_ETIMEDOUT)
             continue;
@@ -131,7 +159,7 @@ int cl_receiver_run(const struct cl_receiver_config *cfg, struct cl_chunkq *q,
             am_log_warn("bus receive failed: %s", nng_strerror(rv));
             continue;
         }
-        handle_frame(nng_msg_body(msg), nng_msg_len(msg), q, streams);
+        handle_frame(nng_msg_body(msg), nng_msg_len(msg), q, cfg->spool, streams);
         nng_msg_free(msg);
     }
     am_log_info("stopped receiving");

@@ -56,6 +56,26 @@ void cl_stats_write(struct am_buf *b)
                    LOAD(dropped_rejected));
     am_prom_sample(b, "athena_collector_metrics_dropped_total", "reason=\"shutdown\"",
                    LOAD(dropped_shutdown));
+    am_prom_sample(b, "athena_collector_metrics_dropped_total", "reason=\"spool_full\"",
+                   LOAD(dropped_spool_full));
+    am_prom_sample(b, "athena_collector_metrics_dropped_total", "reason=\"spool_error\"",
+                   LOAD(dropped_spool_error));
+    am_prom_sample(b, "athena_collector_metrics_dropped_total", "reason=\"spool_corrupt\"",
+                   LOAD(dropped_spool_corrupt));
+
+    am_prom_family(b, "athena_collector_metrics_spooled_total", "counter",
+                   "Metrics written to the disk spool while the database could not take them.");
+    am_prom_sample(b, "athena_collector_metrics_spooled_total", NULL, LOAD(metrics_spooled));
+    am_prom_family(b, "athena_collector_metrics_replayed_total", "counter",
+                   "Spooled metrics committed to PostgreSQL (stored or found already stored).");
+    am_prom_sample(b, "athena_collector_metrics_replayed_total", NULL, LOAD(metrics_replayed));
+    am_prom_family(b, "athena_collector_spool_torn_segments_total", "counter",
+                   "Spool segments found cut short by a crash and truncated at start.");
+    am_prom_sample(b, "athena_collector_spool_torn_segments_total", NULL, LOAD(spool_torn));
+    am_prom_gauge(b, "athena_collector_spool_rows", "Metrics in the disk spool.", LOAD(spool_rows));
+    am_prom_gauge(b, "athena_collector_spool_bytes", "Bytes in the disk spool.", LOAD(spool_bytes));
+    am_prom_gauge(b, "athena_collector_spool_segments", "Files in the disk spool.",
+                  LOAD(spool_segments));
 
     am_prom_gauge(b, "athena_collector_queue_rows", "Metrics waiting for the database.",
                   LOAD(queue_rows));

@@ -22,6 +22,15 @@ struct cl_stats {
     _Atomic uint64_t dropped_queue_full;
     _Atomic uint64_t dropped_rejected;
     _Atomic uint64_t dropped_shutdown;
+    _Atomic uint64_t dropped_spool_full;
+    _Atomic uint64_t dropped_spool_error;
+    _Atomic uint64_t dropped_spool_corrupt;
+    _Atomic uint64_t metrics_spooled;
+    _Atomic uint64_t metrics_replayed;
+    _Atomic uint64_t spool_torn;
+    _Atomic uint64_t spool_bytes;
+    _Atomic uint64_t spool_rows;
+    _Atomic uint64_t spool_segments;
     _Atomic uint64_t db_errors;
     _Atomic uint64_t db_reconnects;
     _Atomic int db_up;

@@ -248,10 +248,14 @@ static int ensure_connected(cl_writer *w)
 {
     static bool connected_before;
     int backoff = 100;
+    bool tried = false;
 
     while (!w->conn) {
-        if (past_deadline(w))
+        /* At shutdown, a spool keeps what is left at once; without one, we try till the deadline.
+         */
+        if (past_deadline(w) || (atomic_load(&w->stopping) && w->cfg.spool && tried))
             return AM_ETIMEDOUT;
+        tried = true;
         PGconn *conn = NULL;
         if (cl_writer_connect(w->cfg.database_url, &conn) == AM_OK &&
             prepare_session(conn) == AM_OK) {
@@ -278,21 +282,37 @@ static void disconnect(cl_writer *w)
     atomic_store(&cl_stats.db_up, 0);
 }
 
-static void release_all(cl_writer *w, struct cl_chunk *list)
+static size_t count_rows(const struct cl_chunk *list)
+{
+    size_t rows = 0;
+    for (; list; list = list->next)
+        rows += list->nrows;
+    return rows;
+}
+
+/* Frees chunks, returning their room to q when they came from it (q NULL: from the spool). */
+static void release_all(struct cl_chunkq *q, struct cl_chunk *list)
 {
     while (list) {
         struct cl_chunk *next = list->next;
-        cl_chunkq_release(w->q, list);
+        if (q)
+            cl_chunkq_release(q, list);
+        else
+            cl_chunk_free(list);
         list = next;
     }
 }
 
-/* Writes list, retrying through outages; returns false when the stop deadline passed. */
-static bool write_list(cl_writer *w, struct cl_chunk *list)
+/*
+ * Writes *listp, retrying through outages, and frees what it wrote (q as
+ * for release_all). Returns false when the writer is stopping and the
+ * database is out of reach; *listp is then what was not written, the
+ * caller's to deal with.
+ */
+static bool write_list(cl_writer *w, struct cl_chunk **listp, struct cl_chunkq *q)
 {
-    size_t rows = 0;
-    for (struct cl_chunk *c = list; c; c = c->next)
-        rows += c->nrows;
+    struct cl_chunk *list = *listp;
+    size_t rows = count_rows(list);
 
     for (;;) {
         if (ensure_connected(w) != AM_OK)
@@ -305,7 +325,8 @@ static bool write_list(cl_writer *w, struct cl_chunk *list)
             am_prom_observe(&cl_stats.batch_rows, (double)rows);
             atomic_fetch_add(&cl_stats.metrics_inserted, inserted);
             atomic_fetch_add(&cl_stats.metrics_duplicate, rows - inserted);
-            release_all(w, list);
+            release_all(q, list);
+            *listp = NULL;
             return true;
         }
         atomic_fetch_add(&cl_stats.db_errors, 1);
@@ -313,25 +334,110 @@ static bool write_list(cl_writer *w, struct cl_chunk *list)
             if (!list->next) {
                 am_log_error("dropping %u rows the database rejected", list->nrows);
                 atomic_fetch_add(&cl_stats.dropped_rejected, list->nrows);
-                release_all(w, list);
+                release_all(q, list);
+                *listp = NULL;
                 return true;
             }
             /* Find the bad chunk by writing them one at a time. */
             while (list) {
                 struct cl_chunk *next = list->next;
                 list->next = NULL;
-                if (!write_list(w, list)) {
+                if (!write_list(w, &list, q)) {
                     list->next = next;
-                    release_all(w, list);
+                    *listp = list;
                     return false;
                 }
                 list = next;
             }
+            *listp = NULL;
             return true;
         }
         disconnect(w);
         nap(w, 200);
     }
+}
+
+/*
+ * The writer is stopping and the database is out of reach: list (and,
+ * when it came from q, everything still queued) goes to the spool for the
+ * next start, or is counted as dropped. Frees list.
+ */
+static void give_up(cl_writer *w, struct cl_chunk *list, struct cl_chunkq *q)
+{
+    uint64_t spooled = 0, lost = 0;
+    struct cl_chunk *rest = NULL;
+
+    for (;;) {
+        for (struct cl_chunk *c = list; c; c = c->next) {
+            int rc = w->cfg.spool ? cl_spool_append(w->cfg.spool, c) : AM_ECLOSED;
+            if (rc == AM_OK) {
+                spooled += c->nrows;
+                continue;
+            }
+            lost += c->nrows;
+            if (rc == AM_EFULL)
+                atomic_fetch_add(&cl_stats.dropped_spool_full, c->nrows);
+            else if (rc == AM_EIO)
+                atomic_fetch_add(&cl_stats.dropped_spool_error, c->nrows);
+            else
+                atomic_fetch_add(&cl_stats.dropped_shutdown, c->nrows);
+        }
+        release_all(q, list);
+        if (!q || cl_chunkq_take(q, (size_t)-1, 0, &rest) == 0)
+            break;
+        list = rest;
+    }
+    if (w->cfg.spool && spooled > 0 && cl_spool_seal(w->cfg.spool) == AM_OK) {
+        atomic_fetch_add(&cl_stats.metrics_spooled, spooled);
+        am_log_warn("database unreachable at shutdown: %llu metrics spooled for the next start",
+                    (unsigned long long)spooled);
+    } else if (spooled > 0) {
+        /* Written but not synced: the next start still finds and checks the open segment. */
+        atomic_fetch_add(&cl_stats.metrics_spooled, spooled);
+    }
+    if (lost > 0)
+        am_log_error("shutting down with the database unreachable: %llu metrics not stored",
+                     (unsigned long long)lost);
+}
+
+/*
+ * Replays the spool's oldest segment in transactions of batch_rows, and
+ * deletes it after the last COMMIT. Returns false when the writer is
+ * stopping and the database is out of reach (the segment stays on disk).
+ */
+static bool replay_segment(cl_writer *w)
+{
+    struct cl_spool_segment *seg = NULL;
+    int rc = cl_spool_take(w->cfg.spool, &seg);
+    if (rc == AM_ENOTFOUND)
+        return true;
+    if (rc != AM_OK) {
+        /* A segment that cannot be read stays for the next start; try again later. */
+        nap(w, 1000);
+        return !atomic_load(&w->stopping);
+    }
+    if (seg->lost_rows > 0)
+        atomic_fetch_add(&cl_stats.dropped_spool_corrupt, seg->lost_rows);
+    while (seg->chunks) {
+        /* Detach the next slice of at most batch_rows rows (at least one chunk). */
+        struct cl_chunk *slice = seg->chunks, *last = slice;
+        size_t rows = last->nrows;
+        while (last->next && rows + last->next->nrows <= w->cfg.batch_rows) {
+            last = last->next;
+            rows += last->nrows;
+        }
+        seg->chunks = last->next;
+        last->next = NULL;
+        if (!write_list(w, &slice, NULL)) {
+            /* The whole segment is replayed next time; the stored part counts as duplicates. */
+            release_all(NULL, slice);
+            cl_spool_release(w->cfg.spool, seg);
+            return false;
+        }
+        atomic_fetch_add(&cl_stats.metrics_replayed, rows);
+    }
+    cl_spool_done(w->cfg.spool, seg);
+    return true;
 }
 
 static void *writer_main(void *arg)
@@ -340,31 +446,25 @@ static void *writer_main(void *arg)
     struct cl_chunk *list = NULL;
 
     for (;;) {
-        size_t n = cl_chunkq_take(w->q, w->cfg.batch_rows, 200, &list);
-        if (n == 0) {
-            if (atomic_load(&w->stopping))
+        bool spooled = w->cfg.spool && cl_spool_holds(w->cfg.spool);
+        /* What is queued is older than what is spooled (see cl_receiver_run), so it goes first. */
+        size_t n = cl_chunkq_take(w->q, w->cfg.batch_rows, spooled ? 0 : 200, &list);
+        if (n > 0) {
+            if (!write_list(w, &list, w->q)) {
+                give_up(w, list, w->q);
                 break;
-            if (!w->conn)
-                ensure_connected(w); /* connect early so /ready tells the truth */
+            }
             continue;
         }
-        if (!write_list(w, list)) {
-            /* The stop deadline passed with the database away. */
-            size_t lost = 0;
-            for (struct cl_chunk *c = list; c; c = c->next)
-                lost += c->nrows;
-            release_all(w, list);
-            struct cl_chunk *rest = NULL;
-            while (cl_chunkq_take(w->q, (size_t)-1, 0, &rest) > 0) {
-                for (struct cl_chunk *c = rest; c; c = c->next)
-                    lost += c->nrows;
-                release_all(w, rest);
-            }
-            atomic_fetch_add(&cl_stats.dropped_shutdown, lost);
-            am_log_error("shutting down with the database unreachable: %zu metrics not stored",
-                         lost);
-            break;
+        if (atomic_load(&w->stopping))
+            break; /* the spool keeps what it holds for the next start */
+        if (spooled) {
+            if (!replay_segment(w))
+                break;
+            continue;
         }
+        if (!w->conn)
+            ensure_connected(w); /* connect early so /ready tells the truth */
     }
     if (w->conn)
         disconnect(w);

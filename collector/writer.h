@@ -3,6 +3,7 @@
 #define CL_WRITER_H
 
 #include "chunkq.h"
+#include "spool.h"
 
 #include <libpq-fe.h>
 
@@ -13,15 +14,22 @@ struct cl_writer_config {
     size_t batch_rows;       /* rows per transaction at most */
     int backoff_max_ms;      /* reconnect backoff cap */
     int shutdown_timeout_ms; /* how long stop keeps trying to flush */
+    cl_spool *spool;         /* replayed when the queue is empty; NULL: no spool */
 };
 
-/* Starts the writer thread on q. *out is freed by cl_writer_stop. */
+/*
+ * Starts the writer thread on q. It writes what q holds first, then the
+ * spool's segments oldest first, deleting each after its COMMIT.
+ * *out is freed by cl_writer_stop.
+ */
 int cl_writer_start(cl_writer **out, const struct cl_writer_config *cfg, struct cl_chunkq *q);
 
 /*
- * Stops the writer after it has written everything queued, or after
- * shutdown_timeout_ms, counting what was left as dropped. Close the queue
- * first. Frees w; accepts NULL.
+ * Stops the writer after it has written everything queued. When the
+ * database cannot be reached, what is left goes to the spool (at once, for
+ * the next start) or, without a spool, is counted as dropped after
+ * shutdown_timeout_ms. What the spool already holds stays there. Close the
+ * queue and stop the receiver first. Frees w; accepts NULL.
  */
 void cl_writer_stop(cl_writer *w);
 

@@ -15,7 +15,7 @@ am_wait_for "publisher to start" 30 grep -q "dialling" "$(am_log_of load)"
 http_port=$(am_free_port)
 COLLECTOR_HTTP=http://127.0.0.1:$http_port
 am_bg collector env METRICS_BUS_LISTEN="tcp://127.0.0.1:$bus_port" LISTEN_ADDR="127.0.0.1:$http_port" \
-	"$AM_BIN_DIR/athena-collector"
+	COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool" "$AM_BIN_DIR/athena-collector"
 
 am_wait load 120 || am_fail "publisher reported drops: $(cat "$(am_log_of load)")"
 grep -q "sent=20000 dropped=0" "$(am_log_of load)" || am_fail "publisher: $(cat "$(am_log_of load)")"
