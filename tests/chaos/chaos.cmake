@@ -1,0 +1,13 @@
+# The chaos suite (tests/chaos/*.sh): faults injected while metrics flow, each
+# checking the table against the publishers' and collectors' own counts.
+# Registered as integration.chaos_NAME with the label chaos; AM_CHAOS_SOAK=1
+# in the environment runs the long versions, hence the longer timeout.
+
+# am_chaos_test(NAME SCRIPT [SERIAL]): SERIAL for tests that stop the shared database.
+function(am_chaos_test name script)
+  am_integration_test(chaos_${name} chaos/${script} ${ARGV2})
+  set_tests_properties(integration.chaos_${name} PROPERTIES LABELS "integration;chaos" TIMEOUT 1800)
+endfunction()
+
+am_chaos_test(db_restart db_restart.sh SERIAL)
+am_chaos_test(collector_kill collector_kill.sh)

@@ -1,0 +1,89 @@
+# shellcheck shell=bash
+# Helpers of the chaos tests: source after tests/lib.sh and
+# tests/integration/collector.sh.
+#
+# A chaos collector keeps its ports and spool across restarts, so that it can
+# be killed and started again where the publishers dial it:
+#
+#   chaos_collector_start a             # first start: picks ports, spool under AM_TEST_TMP
+#   kill -KILL "$(am_pid a)"; chaos_collector_start a   # the same ports and spool again
+#   chaos_metric a athena_collector_metrics_gap_total
+
+# AM_CHAOS_SOAK=1 selects the long versions of the scenarios.
+CHAOS_SOAK=${AM_CHAOS_SOAK:-0}
+[[ $CHAOS_SOAK == 0 || $CHAOS_SOAK == 1 ]] || am_fail "AM_CHAOS_SOAK must be 0 or 1"
+
+declare -A _chaos_bus=() _chaos_http=() _chaos_env=()
+
+# chaos_collector_start NAME [ENV=VALUE...]: start (or restart) collector NAME
+# against DATABASE_URL and wait for its /health (not /ready: the database
+# may be away). ENV given at the first start is kept for restarts.
+chaos_collector_start() {
+	local name=$1
+	shift
+	if [[ -z ${_chaos_bus[$name]:-} ]]; then
+		_chaos_bus[$name]=tcp://127.0.0.1:$(am_free_port)
+		_chaos_http[$name]=127.0.0.1:$(am_free_port)
+		_chaos_env[$name]="$*"
+	fi
+	local -a env
+	read -r -a env <<<"${_chaos_env[$name]}"
+	am_bg "$name" env METRICS_BUS_LISTEN="${_chaos_bus[$name]}" LISTEN_ADDR="${_chaos_http[$name]}" \
+		COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool-$name" "${env[@]}" "$AM_BIN_DIR/athena-collector"
+	am_wait_for "$name up" 30 curl -fs "http://${_chaos_http[$name]}/health"
+}
+
+# chaos_bus NAME / chaos_http NAME: the collector's bus URL and HTTP base URL.
+chaos_bus() { printf '%s\n' "${_chaos_bus[$1]}"; }
+chaos_http() { printf 'http://%s\n' "${_chaos_http[$1]}"; }
+
+# chaos_metric NAME SERIES [LABELS]: one sample of collector NAME's /metrics.
+chaos_metric() {
+	local COLLECTOR_HTTP
+	COLLECTOR_HTTP=$(chaos_http "$1")
+	collector_metric "$2" "${3:-}"
+}
+
+# chaos_metric_ge NAME SERIES LABELS MIN: true when the sample is at least MIN.
+chaos_metric_ge() {
+	local v
+	v=$(chaos_metric "$1" "$2" "$3") || return 1
+	((${v%.*} >= $4))
+}
+
+# chaos_drops NAME: the sum of collector NAME's metrics_dropped_total samples.
+chaos_drops() {
+	curl -fs "$(chaos_http "$1")/metrics" |
+		awk '$1 ~ /^athena_collector_metrics_dropped_total\{/ { s += $2 } END { printf "%d\n", s }'
+}
+
+# chaos_peak_rss_kib PID: the process's peak resident memory (VmHWM) in KiB.
+chaos_peak_rss_kib() {
+	awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status"
+}
+
+# chaos_field LOG KEY: the value of KEY=VALUE in the last line of LOG that has it.
+chaos_field() {
+	grep -o "\b$2=[^ ]*" "$1" | tail -n 1 | cut -d= -f2
+}
+
+# chaos_rows: rows in the metric table.
+chaos_rows() { am_psql 'SELECT count(*) FROM llm_performance_metric'; }
+
+# chaos_rows_at_least N: true when the table holds at least N rows.
+chaos_rows_at_least() { (($(chaos_rows) >= $1)); }
+
+# chaos_table_duplicates: rows whose idempotency key another row has too.
+chaos_table_duplicates() {
+	am_psql 'SELECT count(*) - count(DISTINCT (source_id, epoch, seq)) FROM llm_performance_metric'
+}
+
+# chaos_report KEY=VALUE...: the figures of a run, one line, for docs/RELIABILITY.md.
+chaos_report() { printf 'chaos %s: %s\n' "$AM_TEST_NAME" "$*"; }
+
+# chaos_metric_is NAME SERIES LABELS VALUE: true when the sample equals VALUE.
+chaos_metric_is() {
+	local v
+	v=$(chaos_metric "$1" "$2" "$3") || return 1
+	[[ $v == "$4" ]]
+}
