@@ -11,3 +11,4 @@ endfunction()
 
 am_chaos_test(db_restart db_restart.sh SERIAL)
 am_chaos_test(collector_kill collector_kill.sh)
+am_chaos_test(slow_joiner slow_joiner.sh)
