@@ -12,3 +12,7 @@ endfunction()
 am_chaos_test(db_restart db_restart.sh SERIAL)
 am_chaos_test(collector_kill collector_kill.sh)
 am_chaos_test(slow_joiner slow_joiner.sh)
+
+add_executable(am-flap-proxy ${CMAKE_CURRENT_SOURCE_DIR}/tools/flap_proxy.c)
+target_link_libraries(am-flap-proxy PRIVATE am_common)
+am_chaos_test(bus_flaps bus_flaps.sh)
