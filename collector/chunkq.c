@@ -45,6 +45,7 @@ void cl_chunk_free(struct cl_chunk *c)
     if (!c)
         return;
     free(c->rows);
+    free(c->check_source_id);
     free(c);
 }
 

@@ -13,6 +13,15 @@ struct cl_chunk {
     char *rows; /* owned; freed by cl_chunk_free */
     size_t len;
     uint32_t nrows;
+    /*
+     * Set on the first message of a stream this collector run sees when it
+     * starts past seq 0 (a restart, or a stream forgotten at the bound):
+     * once it is committed, the writer looks up the stream's last stored
+     * sequence number below check_seq and counts what lies between as a gap.
+     */
+    char *check_source_id; /* owned; NULL when there is nothing to check */
+    int64_t check_epoch;
+    int64_t check_seq;
 };
 
 struct cl_chunkq {

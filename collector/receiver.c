@@ -94,6 +94,12 @@ static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, c
     }
     c->nrows = (uint32_t)nrows;
     c->rows = am_buf_take(&rows, &c->len);
+    if (seen.new_stream && batch->first_seq > 0) {
+        /* Without a copy the check is skipped: the metrics are stored regardless. */
+        c->check_source_id = strdup(batch->source_id);
+        c->check_epoch = batch->epoch;
+        c->check_seq = batch->first_seq;
+    }
     /* The buffer grew by doubling; the queue's bound counts what it really holds. */
     char *exact = realloc(c->rows, c->len + 1);
     if (exact)

@@ -18,14 +18,26 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define REC_MAGIC 0x31525341u /* "ASR1" in a little-endian file */
+#define REC_MAGIC       0x31525341u /* "ASR1" in a little-endian file: rows only */
+#define REC_MAGIC_CHECK 0x31435341u /* "ASC1": a struct rec_check and a source id, then rows */
 
-/* One record: this header, then len bytes of COPY rows. Host byte order: a spool never moves. */
+/*
+ * One record: this header, then len bytes: COPY rows, preceded for
+ * REC_MAGIC_CHECK by the chunk's gap check (struct rec_check and the
+ * source id). Host byte order: a spool never moves between machines.
+ */
 struct rec_hdr {
     uint32_t magic;
     uint32_t nrows;
     uint32_t len;
     uint32_t crc; /* CRC-32 of nrows, len and the rows */
+};
+
+struct rec_check {
+    int64_t epoch;
+    int64_t seq;
+    uint32_t id_len;
+    uint32_t pad;
 };
 
 /* A record's rows are one bus message's, far below this; anything larger is a damaged header. */
@@ -73,10 +85,38 @@ static uint32_t crc_update(uint32_t crc, const void *data, size_t len)
     return ~crc;
 }
 
-static uint32_t rec_crc(uint32_t nrows, uint32_t len, const void *rows)
+static uint32_t rec_crc(uint32_t nrows, uint32_t len, const void *data)
 {
     uint32_t head[2] = {nrows, len};
-    return crc_update(crc_update(0, head, sizeof head), rows, len);
+    return crc_update(crc_update(0, head, sizeof head), data, len);
+}
+
+/* Fills c from a record's data; returns AM_EPROTO when its check prefix does not fit. */
+static int rec_to_chunk(const struct rec_hdr *h, const char *data, struct cl_chunk *c)
+{
+    size_t len = h->len;
+    if (h->magic == REC_MAGIC_CHECK) {
+        struct rec_check rc;
+        if (len < sizeof rc)
+            return AM_EPROTO;
+        memcpy(&rc, data, sizeof rc);
+        if (rc.id_len == 0 || rc.id_len > len - sizeof rc)
+            return AM_EPROTO;
+        c->check_source_id = strndup(data + sizeof rc, rc.id_len);
+        if (!c->check_source_id)
+            return AM_ENOMEM;
+        c->check_epoch = rc.epoch;
+        c->check_seq = rc.seq;
+        data += sizeof rc + rc.id_len;
+        len -= sizeof rc + rc.id_len;
+    }
+    c->rows = malloc(len + 1);
+    if (!c->rows)
+        return AM_ENOMEM;
+    memcpy(c->rows, data, len);
+    c->len = len;
+    c->nrows = h->nrows;
+    return AM_OK;
 }
 
 static void publish(cl_spool *s)
@@ -155,7 +195,8 @@ static size_t scan(const char *buf, size_t len, uint64_t *rows, uint64_t *lost,
     while (len - off >= sizeof(struct rec_hdr)) {
         struct rec_hdr h;
         memcpy(&h, buf + off, sizeof h);
-        if (h.magic != REC_MAGIC || h.len > REC_MAX_LEN || h.len > len - off - sizeof h)
+        if ((h.magic != REC_MAGIC && h.magic != REC_MAGIC_CHECK) || h.len > REC_MAX_LEN ||
+            h.len > len - off - sizeof h)
             break;
         const char *data = buf + off + sizeof h;
         if (rec_crc(h.nrows, h.len, data) != h.crc) {
@@ -165,17 +206,19 @@ static size_t scan(const char *buf, size_t len, uint64_t *rows, uint64_t *lost,
         }
         if (tail) {
             struct cl_chunk *c = calloc(1, sizeof *c);
-            char *copy = malloc(h.len + 1);
-            if (!c || !copy) {
-                free(c);
-                free(copy);
-                *err = AM_ENOMEM;
+            int rc = c ? rec_to_chunk(&h, data, c) : AM_ENOMEM;
+            if (rc == AM_EPROTO) {
+                /* A good checksum over a bad layout: not written by this code. */
+                cl_chunk_free(c);
+                *lost += h.nrows;
+                off += sizeof h + h.len;
+                continue;
+            }
+            if (rc != AM_OK) {
+                cl_chunk_free(c);
+                *err = rc;
                 return off;
             }
-            memcpy(copy, data, h.len);
-            c->rows = copy;
-            c->len = h.len;
-            c->nrows = h.nrows;
             *tail = c;
             tail = &c->next;
         }
@@ -233,7 +276,7 @@ static int recover_file(cl_spool *s, const char *name, uint64_t number, bool ope
         struct rec_hdr h;
         if (len - good >= sizeof h) {
             memcpy(&h, buf + good, sizeof h);
-            if (h.magic == REC_MAGIC)
+            if (h.magic == REC_MAGIC || h.magic == REC_MAGIC_CHECK)
                 torn_rows = h.nrows;
         }
         am_log_warn("spool: %s/%s ends in %zu bytes of an incomplete record (%" PRIu64
@@ -464,9 +507,29 @@ int cl_spool_append(cl_spool *s, const struct cl_chunk *c)
         s->open_since_ns = am_clock_mono_ns();
     }
     struct rec_hdr h = {.magic = REC_MAGIC, .nrows = c->nrows, .len = (uint32_t)c->len};
-    h.crc = rec_crc(h.nrows, h.len, c->rows);
-    struct iovec iov[2] = {{&h, sizeof h}, {c->rows, c->len}};
-    if ((e = write_full(s->open_fd, iov, 2)) != 0) {
+    struct rec_check check = {0};
+    struct iovec iov[4] = {{&h, sizeof h}};
+    int iovcnt = 1;
+    if (c->check_source_id) {
+        check.epoch = c->check_epoch;
+        check.seq = c->check_seq;
+        check.id_len = (uint32_t)strlen(c->check_source_id);
+        h.magic = REC_MAGIC_CHECK;
+        h.len += (uint32_t)(sizeof check + check.id_len);
+        iov[iovcnt++] = (struct iovec){&check, sizeof check};
+        iov[iovcnt++] = (struct iovec){c->check_source_id, check.id_len};
+    }
+    iov[iovcnt++] = (struct iovec){c->rows, c->len};
+    uint32_t head[2] = {h.nrows, h.len};
+    h.crc = crc_update(0, head, sizeof head);
+    for (int i = 1; i < iovcnt; i++)
+        h.crc = crc_update(h.crc, iov[i].iov_base, iov[i].iov_len);
+    size = sizeof h + h.len;
+    if (s->bytes + size > s->cfg.max_bytes) {
+        rc = AM_EFULL;
+        goto out;
+    }
+    if ((e = write_full(s->open_fd, iov, iovcnt)) != 0) {
         /* Leave no partial record behind: the next record starts where this one did. */
         if (ftruncate(s->open_fd, (off_t)s->open.bytes) != 0 ||
             lseek(s->open_fd, (off_t)s->open.bytes, SEEK_SET) < 0)

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -303,6 +304,46 @@ static void release_all(struct cl_chunkq *q, struct cl_chunk *list)
     }
 }
 
+static const char last_stored_sql[] = "SELECT max(seq) AS last FROM llm_performance_metric "
+                                      "WHERE source_id = $1 AND epoch = $2 AND seq < $3";
+
+/*
+ * For each committed chunk that opens a stream past seq 0 (see struct
+ * cl_chunk), counts the metrics between the stream's last stored sequence
+ * number and the chunk as a gap. Rows of a stream are committed in the
+ * order they arrived, so nothing of this stream below the chunk is still on
+ * its way through this collector. A stream with nothing stored is new here.
+ */
+static void check_gaps(cl_writer *w, const struct cl_chunk *list)
+{
+    for (const struct cl_chunk *c = list; c; c = c->next) {
+        if (!c->check_source_id)
+            continue;
+        char epoch[24], seq[24];
+        snprintf(epoch, sizeof epoch, "%lld", (long long)c->check_epoch);
+        snprintf(seq, sizeof seq, "%lld", (long long)c->check_seq);
+        const char *params[3] = {c->check_source_id, epoch, seq};
+        PGresult *res = PQexecParams(w->conn, last_stored_sql, 3, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            am_log_warn("cannot look up what %s epoch %s stored before seq %s: %s",
+                        c->check_source_id, epoch, seq, PQresultErrorMessage(res));
+            PQclear(res);
+            continue;
+        }
+        int col = PQfnumber(res, "last");
+        if (!PQgetisnull(res, 0, col)) {
+            long long next = strtoll(PQgetvalue(res, 0, col), NULL, 10) + 1;
+            if (next < c->check_seq) {
+                atomic_fetch_add(&cl_stats.metrics_gap, (uint64_t)(c->check_seq - next));
+                am_log_warn("gap in %s epoch %s: %lld metrics missing from seq %lld (before "
+                            "this run's first message of the stream)",
+                            c->check_source_id, epoch, (long long)c->check_seq - next, next);
+            }
+        }
+        PQclear(res);
+    }
+}
+
 /*
  * Writes *listp, retrying through outages, and frees what it wrote (q as
  * for release_all). Returns false when the writer is stopping and the
@@ -325,6 +366,7 @@ static bool write_list(cl_writer *w, struct cl_chunk **listp, struct cl_chunkq *
             am_prom_observe(&cl_stats.batch_rows, (double)rows);
             atomic_fetch_add(&cl_stats.metrics_inserted, inserted);
             atomic_fetch_add(&cl_stats.metrics_duplicate, rows - inserted);
+            check_gaps(w, list);
             release_all(q, list);
             *listp = NULL;
             return true;

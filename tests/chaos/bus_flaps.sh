@@ -75,9 +75,11 @@ in_log=$(sed -n 's/.*gap in chaos-flap epoch [0-9]*: \([0-9]*\) metrics missing 
 	"$(am_log_of collector)" | sort -n | tr '\n' ' ' | sed 's/ $//')
 am_assert_eq "missing ranges (from:count) against the logged gaps" "$in_table" "$in_log"
 
-# No descriptor or memory that grows with the flaps.
-((fds_c1 <= fds_c0)) || am_fail "collector fds grew from $fds_c0 to $fds_c1"
-((fds_p1 <= fds_p0)) || am_fail "publisher fds grew from $fds_p0 to $fds_p1"
+# No descriptor or memory that grows with the flaps: one leaked per flap would
+# be 90 more. The slack covers a connection of the moment (an HTTP scrape, a
+# pipe being set up).
+((fds_c1 <= fds_c0 + 2)) || am_fail "collector fds grew from $fds_c0 to $fds_c1"
+((fds_p1 <= fds_p0 + 2)) || am_fail "publisher fds grew from $fds_p0 to $fds_p1"
 ((rss_c1 <= rss_c0 + 4096)) || am_fail "collector RSS grew from $rss_c0 to $rss_c1 KiB"
 ((rss_p1 <= rss_p0 + 4096)) || am_fail "publisher RSS grew from $rss_p0 to $rss_p1 KiB"
 am_stop collector 30 || am_fail "collector did not exit 0"

@@ -288,6 +288,36 @@ static void test_damaged_record_is_skipped_and_counted(void **state)
     cl_spool_close(s);
 }
 
+/* The gap check of a stream's first message survives the spool. */
+static void test_gap_check_goes_through_the_spool(void **state)
+{
+    struct fixture *f = *state;
+    cl_spool *s = NULL;
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    struct cl_chunk *c = make_chunk("checked", 3);
+    c->check_source_id = strdup("gateway@host");
+    c->check_epoch = 1234567890123LL;
+    c->check_seq = 4096;
+    assert_int_equal(cl_spool_append(s, c), AM_OK);
+    cl_chunk_free(c);
+    append(s, "plain", 2);
+    cl_spool_close(s);
+
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    const char *tags[] = {"checked-0", "plain-0"};
+    struct cl_spool_segment *seg = take_expect(s, tags, 2);
+    assert_int_equal(seg->rows, 5);
+    c = seg->chunks;
+    assert_string_equal(c->check_source_id, "gateway@host");
+    assert_int_equal(c->check_epoch, 1234567890123LL);
+    assert_int_equal(c->check_seq, 4096);
+    assert_int_equal(c->nrows, 3);
+    assert_int_equal(c->len, strlen("checked-0\nchecked-1\nchecked-2\n"));
+    assert_null(c->next->check_source_id);
+    cl_spool_done(s, seg);
+    cl_spool_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +333,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_damaged_record_is_skipped_and_counted, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_gap_check_goes_through_the_spool, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
