@@ -115,9 +115,11 @@ static cl_spool *open_spool(void)
         .segment_bytes = 4u << 20,
         .segment_ms = 250,
     };
-    if (cl_spool_open(&spool, &cfg, &rec) != AM_OK) {
-        fprintf(stderr, "athena-collector: cannot use the spool directory %s (see the log above)\n",
-                spool_dir);
+    char err[512];
+    int rc = cl_spool_open(&spool, &cfg, &rec, err, sizeof err);
+    if (rc != AM_OK) {
+        fprintf(stderr, "athena-collector: COLLECTOR_SPOOL_DIR: %s\n",
+                err[0] ? err : am_strerror(rc));
         exit(2);
     }
     atomic_fetch_add(&cl_stats.spool_torn, rec.torn);
@@ -174,11 +176,11 @@ int main(int argc, char **argv)
     }
     cl_chunkq_init(&q, (size_t)queue_max_mib << 20);
     struct cl_writer_config wcfg = {
-        .spool = spool,
         .database_url = database_url,
         .batch_rows = (size_t)batch_rows,
         .backoff_max_ms = (int)backoff_max_ms,
         .shutdown_timeout_ms = (int)shutdown_timeout_ms,
+        .spool = spool,
     };
     if (cl_writer_start(&writer, &wcfg, &q) != AM_OK) {
         am_log_error("cannot start the writer");

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ struct cl_spool {
     int64_t open_since_ns;
     uint64_t next_number;
     uint64_t bytes, rows; /* every segment, the open one included */
+    char *err;            /* while opening: where the reason for failing goes */
+    size_t errlen;
 };
 
 static uint32_t crc_table[256];
@@ -117,6 +120,17 @@ static int rec_to_chunk(const struct rec_hdr *h, const char *data, struct cl_chu
     c->len = len;
     c->nrows = h->nrows;
     return AM_OK;
+}
+
+/* Records why opening failed, for the caller's one-line message; the first reason counts. */
+static void open_error(cl_spool *s, const char *fmt, ...)
+{
+    va_list ap;
+    if (!s->err || s->errlen == 0 || s->err[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->err, s->errlen, fmt, ap);
+    va_end(ap);
 }
 
 static void publish(cl_spool *s)
@@ -262,7 +276,7 @@ static int recover_file(cl_spool *s, const char *name, uint64_t number, bool ope
     int rc;
     int fd = openat(s->dirfd, name, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        am_log_error("spool: cannot open %s/%s: %s", s->cfg.dir, name, strerror(errno));
+        open_error(s, "cannot open %s/%s: %s", s->cfg.dir, name, strerror(errno));
         return AM_EIO;
     }
     if ((rc = read_all(fd, &buf, &len)) != AM_OK)
@@ -283,7 +297,7 @@ static int recover_file(cl_spool *s, const char *name, uint64_t number, bool ope
                     " metrics); truncated",
                     s->cfg.dir, name, len - good, torn_rows);
         if (ftruncate(fd, (off_t)good) != 0) {
-            am_log_error("spool: cannot truncate %s/%s: %s", s->cfg.dir, name, strerror(errno));
+            open_error(s, "cannot truncate %s/%s: %s", s->cfg.dir, name, strerror(errno));
             rc = AM_EIO;
             goto out;
         }
@@ -296,20 +310,20 @@ static int recover_file(cl_spool *s, const char *name, uint64_t number, bool ope
     rec->lost_rows += lost;
     if (rows == 0) {
         if (unlinkat(s->dirfd, name, 0) != 0) {
-            am_log_error("spool: cannot delete %s/%s: %s", s->cfg.dir, name, strerror(errno));
+            open_error(s, "cannot delete %s/%s: %s", s->cfg.dir, name, strerror(errno));
             rc = AM_EIO;
         }
         goto out;
     }
     if (fsync(fd) != 0) {
-        am_log_error("spool: cannot sync %s/%s: %s", s->cfg.dir, name, strerror(errno));
+        open_error(s, "cannot sync %s/%s: %s", s->cfg.dir, name, strerror(errno));
         rc = AM_EIO;
         goto out;
     }
     if (open) {
         seg_name(sealed_name, sizeof sealed_name, number, "seg");
         if (renameat(s->dirfd, name, s->dirfd, sealed_name) != 0) {
-            am_log_error("spool: cannot seal %s/%s: %s", s->cfg.dir, name, strerror(errno));
+            open_error(s, "cannot seal %s/%s: %s", s->cfg.dir, name, strerror(errno));
             rc = AM_EIO;
             goto out;
         }
@@ -336,7 +350,7 @@ static int recover(cl_spool *s, struct cl_spool_recovery *rec)
     if (!d) {
         if (dfd >= 0)
             close(dfd);
-        am_log_error("spool: cannot list %s: %s", s->cfg.dir, strerror(errno));
+        open_error(s, "cannot list %s: %s", s->cfg.dir, strerror(errno));
         return AM_EIO;
     }
     while ((e = readdir(d)) != NULL) {
@@ -356,14 +370,15 @@ static int recover(cl_spool *s, struct cl_spool_recovery *rec)
     }
     closedir(d);
     if (rc == AM_OK && fsync(s->dirfd) != 0) {
-        am_log_error("spool: cannot sync %s: %s", s->cfg.dir, strerror(errno));
+        open_error(s, "cannot sync %s: %s", s->cfg.dir, strerror(errno));
         rc = AM_EIO;
     }
     qsort(s->sealed, s->nsealed, sizeof *s->sealed, cmp_seg);
     return rc;
 }
 
-int cl_spool_open(cl_spool **out, const struct cl_spool_config *cfg, struct cl_spool_recovery *rec)
+int cl_spool_open(cl_spool **out, const struct cl_spool_config *cfg, struct cl_spool_recovery *rec,
+                  char *err, size_t errlen)
 {
     struct cl_spool_recovery ignored;
     int rc = AM_OK, e;
@@ -375,34 +390,39 @@ int cl_spool_open(cl_spool **out, const struct cl_spool_config *cfg, struct cl_s
     memset(rec, 0, sizeof *rec);
     pthread_once(&crc_once, crc_init);
     s->cfg = *cfg;
+    s->err = err;
+    s->errlen = errlen;
+    if (err && errlen > 0)
+        err[0] = '\0';
     s->dirfd = s->lockfd = s->open_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
 
     if ((e = make_dirs(cfg->dir)) != 0) {
-        am_log_error("spool: cannot create %s: %s", cfg->dir, strerror(e));
+        open_error(s, "cannot create %s: %s", cfg->dir, strerror(e));
         rc = AM_EIO;
         goto fail;
     }
     if ((s->dirfd = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        am_log_error("spool: cannot open %s: %s", cfg->dir, strerror(errno));
+        open_error(s, "cannot open %s: %s", cfg->dir, strerror(errno));
         rc = AM_EIO;
         goto fail;
     }
     s->lockfd = openat(s->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lockfd < 0) {
-        am_log_error("spool: cannot create %s/.lock: %s", cfg->dir, strerror(errno));
+        open_error(s, "cannot create %s/.lock: %s", cfg->dir, strerror(errno));
         rc = AM_EIO;
         goto fail;
     }
     /* Two collectors replaying one spool would each believe the other's files are theirs. */
     if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
-        am_log_error("spool: %s is in use by another collector", cfg->dir);
+        open_error(s, "%s is in use by another collector", cfg->dir);
         rc = AM_EIO;
         goto fail;
     }
     if ((rc = recover(s, rec)) != AM_OK)
         goto fail;
     publish(s);
+    s->err = NULL;
     *out = s;
     return AM_OK;
 fail:

@@ -39,10 +39,11 @@ struct cl_spool_recovery {
  * Opens (or creates) the spool in cfg->dir, takes an exclusive lock on it
  * (a second collector on the same directory gets AM_EIO) and checks every
  * segment left there, sealing an open one. *out is freed with
- * cl_spool_close; rec may be NULL. Returns 0, AM_EIO (reason logged) or
- * AM_ENOMEM.
+ * cl_spool_close; rec may be NULL. Returns 0, or AM_EIO or AM_ENOMEM with
+ * the reason in err (errlen bytes; may be NULL).
  */
-int cl_spool_open(cl_spool **out, const struct cl_spool_config *cfg, struct cl_spool_recovery *rec);
+int cl_spool_open(cl_spool **out, const struct cl_spool_config *cfg, struct cl_spool_recovery *rec,
+                  char *err, size_t errlen);
 
 /* Seals the open segment and frees s; accepts NULL. What is on disk stays for the next start. */
 void cl_spool_close(cl_spool *s);

@@ -22,6 +22,10 @@ EXPECT=--bogus expect_exit2 "unknown flag" "$bin" --bogus
 EXPECT=COLLECTOR_BATCH_ROWS expect_exit2 "bad variable" env COLLECTOR_BATCH_ROWS=many "$bin"
 EXPECT=--queue-max-mib expect_exit2 "out of range" "$bin" --queue-max-mib 0
 EXPECT=LOG_LEVEL expect_exit2 "bad log level" env LOG_LEVEL=loud "$bin"
+EXPECT=COLLECTOR_SPOOL_MAX_MIB expect_exit2 "bad spool bound" env COLLECTOR_SPOOL_MAX_MIB=-1 "$bin"
+: >"$AM_TEST_TMP/not-a-dir"
+EXPECT=COLLECTOR_SPOOL_DIR expect_exit2 "spool directory not a directory" \
+	env COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/not-a-dir/spool" "$bin"
 
 am_fresh_db
 "$bin" --migrate
@@ -35,6 +39,10 @@ am_assert_eq "idempotency key is unique" 1 "$(am_psql "SELECT count(*) FROM pg_i
 collector_start collector LOG_FORMAT=json
 am_bg inject "$AM_BIN_DIR/am-bus-inject" --url "$COLLECTOR_BUS" --batches 40 --batch-size 250 --hold
 am_wait_for "40 frames received" 60 collector_metric_is athena_collector_frames_received_total "" 40
+# One spool, one collector: a second one on the same directory says so and exits 2.
+EXPECT="in use by another collector" expect_exit2 "spool in use" \
+	env COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool-collector" METRICS_BUS_LISTEN="tcp://127.0.0.1:$(am_free_port)" \
+	LISTEN_ADDR="127.0.0.1:$(am_free_port)" "$bin"
 am_stop collector 60 || am_fail "collector did not exit 0 on SIGTERM"
 am_assert_eq "rows after SIGTERM" 10000 "$(am_psql 'SELECT count(*) FROM llm_performance_metric')"
 grep -q '"level":"info","program":"athena-collector"' "$(am_log_of collector)" ||

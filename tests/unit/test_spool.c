@@ -118,7 +118,7 @@ static void test_segments_replay_in_order_and_go_after_done(void **state)
 {
     struct fixture *f = *state;
     cl_spool *s = NULL;
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     assert_false(cl_spool_holds(s));
     struct cl_spool_segment *seg = NULL;
     assert_int_equal(cl_spool_take(s, &seg), AM_ENOTFOUND);
@@ -155,7 +155,7 @@ static void test_bound_refuses_what_does_not_fit(void **state)
     struct fixture *f = *state;
     cl_spool *s = NULL;
     f->cfg.max_bytes = 1000;
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     struct cl_chunk *big = make_chunk("big", 60); /* about 480 bytes with its header */
     assert_int_equal(cl_spool_append(s, big), AM_OK);
     assert_int_equal(cl_spool_append(s, big), AM_OK);
@@ -174,10 +174,12 @@ static void test_second_opener_is_refused(void **state)
 {
     struct fixture *f = *state;
     cl_spool *s = NULL, *t = NULL;
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
-    assert_int_equal(cl_spool_open(&t, &f->cfg, NULL), AM_EIO);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
+    char err[256];
+    assert_int_equal(cl_spool_open(&t, &f->cfg, NULL, err, sizeof err), AM_EIO);
+    assert_non_null(strstr(err, "in use by another collector"));
     cl_spool_close(s);
-    assert_int_equal(cl_spool_open(&t, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&t, &f->cfg, NULL, NULL, 0), AM_OK);
     cl_spool_close(t);
 }
 
@@ -186,13 +188,13 @@ static void test_next_start_replays_what_is_left_after_it(void **state)
     struct fixture *f = *state;
     cl_spool *s = NULL;
     struct cl_spool_recovery rec;
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     append(s, "old1", 2);
     assert_int_equal(cl_spool_seal(s), AM_OK);
     append(s, "old2", 2);
     cl_spool_close(s); /* seals the open segment */
 
-    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec, NULL, 0), AM_OK);
     assert_int_equal(rec.segments, 2);
     assert_int_equal(rec.rows, 4);
     assert_int_equal(rec.torn, 0);
@@ -212,7 +214,7 @@ static void test_torn_open_segment_is_truncated_and_counted(void **state)
     cl_spool *s = NULL;
     struct cl_spool_recovery rec;
     char path[600], open_path[600];
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     append(s, "whole", 4);
     append(s, "torn", 7);
     cl_spool_close(s);
@@ -225,7 +227,7 @@ static void test_torn_open_segment_is_truncated_and_counted(void **state)
     snprintf(open_path, sizeof open_path, "%.*sopen", (int)(strlen(path) - 3), path);
     assert_int_equal(rename(path, open_path), 0);
 
-    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec, NULL, 0), AM_OK);
     assert_int_equal(rec.segments, 1);
     assert_int_equal(rec.rows, 4);
     assert_int_equal(rec.torn, 1);
@@ -245,13 +247,13 @@ static void test_segment_with_no_whole_record_is_removed(void **state)
     cl_spool *s = NULL;
     struct cl_spool_recovery rec;
     char path[600];
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     append(s, "x", 1);
     cl_spool_close(s);
     only_file(f->dir, "seg", path, sizeof path);
     assert_int_equal(truncate(path, 6), 0);
 
-    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, &rec, NULL, 0), AM_OK);
     assert_int_equal(rec.segments, 0);
     assert_int_equal(rec.torn, 1);
     assert_int_equal(count_files(f->dir, "seg"), 0);
@@ -265,7 +267,7 @@ static void test_damaged_record_is_skipped_and_counted(void **state)
     struct fixture *f = *state;
     cl_spool *s = NULL;
     char path[600];
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     append(s, "first", 2);
     append(s, "bad", 5);
     append(s, "third", 3);
@@ -293,7 +295,7 @@ static void test_gap_check_goes_through_the_spool(void **state)
 {
     struct fixture *f = *state;
     cl_spool *s = NULL;
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     struct cl_chunk *c = make_chunk("checked", 3);
     c->check_source_id = strdup("gateway@host");
     c->check_epoch = 1234567890123LL;
@@ -303,7 +305,7 @@ static void test_gap_check_goes_through_the_spool(void **state)
     append(s, "plain", 2);
     cl_spool_close(s);
 
-    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL), AM_OK);
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
     const char *tags[] = {"checked-0", "plain-0"};
     struct cl_spool_segment *seg = take_expect(s, tags, 2);
     assert_int_equal(seg->rows, 5);
