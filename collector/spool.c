@@ -373,7 +373,8 @@ static int recover(cl_spool *s, struct cl_spool_recovery *rec)
         open_error(s, "cannot sync %s: %s", s->cfg.dir, strerror(errno));
         rc = AM_EIO;
     }
-    qsort(s->sealed, s->nsealed, sizeof *s->sealed, cmp_seg);
+    if (s->nsealed > 1)
+        qsort(s->sealed, s->nsealed, sizeof *s->sealed, cmp_seg);
     return rc;
 }
 
