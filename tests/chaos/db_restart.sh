@@ -103,8 +103,8 @@ received2=$(chaos_metric collector athena_collector_metrics_received_total)
 am_assert_eq "run 2: stored + duplicates = the spool left + received" $((left1 + received2)) \
 	$((stored2 + dup2))
 am_assert_eq "stored by both runs = rows in the table" $((n1 + n2)) $((stored1 + stored2))
-((peak1 <= rss_bound_kib)) || am_fail "run 1 peak RSS ${peak1} KiB above ${rss_bound_kib} KiB"
-((peak2 <= rss_bound_kib)) || am_fail "run 2 peak RSS ${peak2} KiB above ${rss_bound_kib} KiB"
+chaos_assert_rss_within "run 1 peak RSS" "$peak1" "$rss_bound_kib"
+chaos_assert_rss_within "run 2 peak RSS" "$peak2" "$rss_bound_kib"
 
 chaos_report "sent=$((sent1 + sent2)) publisher_dropped=0 stored=$((n1 + n2))" \
 	"duplicated_rows=0 run1_received=$received1 run1_stored=$stored1 run1_duplicates=$dup1" \

@@ -13,6 +13,19 @@
 CHAOS_SOAK=${AM_CHAOS_SOAK:-0}
 [[ $CHAOS_SOAK == 0 || $CHAOS_SOAK == 1 ]] || am_fail "AM_CHAOS_SOAK must be 0 or 1"
 
+# Under AddressSanitizer the process's memory is mostly the sanitizer's:
+# memory bounds are then recorded but not asserted (LeakSanitizer checks
+# leaks at exit instead, and a collector or publisher that leaks exits non-zero).
+CHAOS_SANITIZED=0
+[[ -n ${AM_SANITIZE:-} ]] && CHAOS_SANITIZED=1
+
+# chaos_assert_rss_within DESC KIB BOUND_KIB: fail when KIB passes BOUND_KIB
+# (not under sanitizers).
+chaos_assert_rss_within() {
+	((CHAOS_SANITIZED)) && return 0
+	(($2 <= $3)) || am_fail "$1: ${2} KiB above ${3} KiB"
+}
+
 declare -A _chaos_bus=() _chaos_http=() _chaos_env=()
 
 # chaos_collector_start NAME [ENV=VALUE...]: start (or restart) collector NAME

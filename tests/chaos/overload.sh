@@ -50,7 +50,7 @@ dropped=$(collector_metric athena_collector_metrics_dropped_total 'reason="spool
 ((dropped > 0)) || am_fail "nothing dropped: the overload did not pass the bounds"
 ((spool_max_seen <= spool_mib << 20)) || am_fail "spool reached $spool_max_seen bytes"
 peak=$(chaos_peak_rss_kib "$(am_pid collector)")
-((peak <= rss_bound_kib)) || am_fail "peak RSS ${peak} KiB above ${rss_bound_kib} KiB"
+chaos_assert_rss_within "peak RSS" "$peak" "$rss_bound_kib"
 
 # The database takes rows again: what is held drains, and new traffic flows.
 am_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chaos-locker'" >/dev/null
