@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Scenario 2: the only collector is killed with SIGKILL while metrics flow
-# (rows queued, a transaction open) and started again, five times. What the
-# killed process held is lost; each restarted run finds how far the stream
-# was stored and reports the rest as a gap, one log line each. The missing
-# ranges in the table must be exactly the logged gaps, and nothing is stored
-# twice.
+# Scenario 2: the only collector is killed with SIGKILL in the middle of a
+# batch (its transaction waiting on a lock the test holds, more rows queued
+# behind it) and started again, five times. What the killed process held is
+# lost; each restarted run finds how far the stream was stored and reports
+# the rest as a gap, one log line each. The missing ranges in the table must
+# be exactly the logged gaps, and nothing is stored twice.
 source "$AM_SOURCE_DIR/tests/lib.sh"
 source "$AM_SOURCE_DIR/tests/integration/collector.sh"
 source "$AM_SOURCE_DIR/tests/chaos/lib.sh"
 
 if ((CHAOS_SOAK)); then
-	kills=50 rate=8000
+	kills=20 rate=5000
 else
 	kills=5 rate=4000
 fi
@@ -25,12 +25,28 @@ am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "$(chaos_bus collector)" --co
 	--rate "$rate" --source-id chaos-crash --metrics-linger-ms 60000
 load_pid=$(am_pid load)
 
+locked() {
+	[[ $(am_psql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	  WHERE a.application_name = 'chaos-locker' AND l.mode = 'AccessExclusiveLock' AND l.granted") -ge 1 ]]
+}
+unlock() {
+	am_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chaos-locker'" >/dev/null
+}
+am_on_cleanup unlock
 for ((k = 1; k <= kills; k++)); do
 	# The two seconds are the scenario's period, not a wait for a condition.
 	sleep 2
 	kill -0 "$load_pid" || am_fail "the publisher finished before kill $k; raise the count"
+	# Hold the table so that the writer's transaction waits with rows in it and behind it.
+	am_bg "locker$k" env PGAPPNAME=chaos-locker psql -X -q "$DATABASE_URL" -c \
+		"BEGIN; LOCK TABLE llm_performance_metric IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
+	am_wait_for "the table locked" 30 locked
+	am_wait_for "rows held by the collector" 30 \
+		chaos_metric_ge collector athena_collector_queue_rows "" 1000
 	kill -KILL "$(am_pid collector)"
 	wait "$(am_pid collector)" 2>/dev/null || true
+	unlock
+	am_wait "locker$k" 30 || true
 	chaos_collector_start collector
 done
 run_start=$(grep -c "athena-collector [0-9.]*: http on" "$(am_log_of collector)")
@@ -60,6 +76,7 @@ in_log=$(tr '\n' ' ' <<<"$gap_lines" | sed 's/ $//')
 am_assert_eq "missing ranges (from:count) against the logged gaps" "$in_table" "$in_log"
 logged=$(awk -F: '{ s += $2 } END { printf "%d\n", s }' <<<"$gap_lines")
 am_assert_eq "sent = stored + reported missing" "$sent" $((stored + logged))
+am_assert_eq "one gap line per kill" "$kills" "$(grep -c . <<<"$gap_lines")"
 # The last run's counter covers the gaps it logged itself.
 last_run_logged=$(awk '/athena-collector [0-9.]*: http on/ { s = 0 } /gap in chaos-crash/ { match($0, /: [0-9]+ metrics missing/); s += substr($0, RSTART + 2, RLENGTH - 18) } END { printf "%d\n", s }' \
 	"$(am_log_of collector)")
