@@ -15,9 +15,10 @@ else
 	n1=40000 n2=20000 rate=8000 queue_mib=1
 fi
 # The collector's memory bound for this test: its queue, the spool segment
-# being replayed (4 MiB and one bus message) and the process itself
-# (about 10 MiB idle, docs/BENCHMARKS.md), with room for allocator slack.
-rss_bound_kib=$(((queue_mib + 4 + 4 + 24) * 1024))
+# being replayed (the file, then its records: twice 4 MiB and a bus
+# message) and the process itself (about 10 MiB idle, docs/BENCHMARKS.md),
+# with room for allocator slack.
+rss_bound_kib=$(((queue_mib + 2 * (4 + 4) + 16) * 1024))
 
 am_fresh_db
 "$AM_BIN_DIR/athena-collector" --migrate

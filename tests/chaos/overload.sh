@@ -16,7 +16,9 @@ else
 fi
 queue_mib=2 spool_mib=8
 count=$((rate * seconds))
-rss_bound_kib=$(((queue_mib + 4 + 4 + 24) * 1024))
+# The memory bound: as in db_restart.sh, the queue, twice a spool segment and
+# a bus message, and the process itself with allocator slack.
+rss_bound_kib=$(((queue_mib + 2 * (4 + 4) + 16) * 1024))
 
 am_fresh_db
 "$AM_BIN_DIR/athena-collector" --migrate
