@@ -25,27 +25,18 @@ am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "$(chaos_bus collector)" --co
 	--rate "$rate" --source-id chaos-crash --metrics-linger-ms 60000
 load_pid=$(am_pid load)
 
-locked() {
-	[[ $(am_psql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-	  WHERE a.application_name = 'chaos-locker' AND l.mode = 'AccessExclusiveLock' AND l.granted") -ge 1 ]]
-}
-unlock() {
-	am_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chaos-locker'" >/dev/null
-}
-am_on_cleanup unlock
+am_on_cleanup chaos_unlock_table
 for ((k = 1; k <= kills; k++)); do
 	# The two seconds are the scenario's period, not a wait for a condition.
 	sleep 2
 	kill -0 "$load_pid" || am_fail "the publisher finished before kill $k; raise the count"
 	# Hold the table so that the writer's transaction waits with rows in it and behind it.
-	am_bg "locker$k" env PGAPPNAME=chaos-locker psql -X -q "$DATABASE_URL" -c \
-		"BEGIN; LOCK TABLE llm_performance_metric IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
-	am_wait_for "the table locked" 30 locked
+	chaos_lock_table "locker$k"
 	am_wait_for "rows held by the collector" 30 \
 		chaos_metric_ge collector athena_collector_queue_rows "" 1000
 	kill -KILL "$(am_pid collector)"
 	wait "$(am_pid collector)" 2>/dev/null || true
-	unlock
+	chaos_unlock_table
 	am_wait "locker$k" 30 || true
 	chaos_collector_start collector
 done

@@ -100,3 +100,22 @@ chaos_metric_is() {
 	v=$(chaos_metric "$1" "$2" "$3") || return 1
 	[[ $v == "$4" ]]
 }
+
+# chaos_lock_table NAME: start a session (am_bg NAME) that holds the metric
+# table in ACCESS EXCLUSIVE mode, so that the database takes no row, and wait
+# until it has the lock. chaos_unlock_table ends it. Both look only at this
+# test's database: other tests share the server.
+chaos_lock_table() {
+	am_bg "$1" env PGAPPNAME=chaos-locker psql -X -q "$DATABASE_URL" -c \
+		"BEGIN; LOCK TABLE llm_performance_metric IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
+	am_wait_for "the table locked" 30 _chaos_table_locked
+}
+_chaos_table_locked() {
+	[[ $(am_psql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	  WHERE a.application_name = 'chaos-locker' AND a.datname = current_database()
+	    AND l.mode = 'AccessExclusiveLock' AND l.granted") -ge 1 ]]
+}
+chaos_unlock_table() {
+	am_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	  WHERE application_name = 'chaos-locker' AND datname = current_database()" >/dev/null
+}

@@ -26,13 +26,7 @@ chaos_collector_start collector COLLECTOR_QUEUE_MAX_MIB=$queue_mib COLLECTOR_SPO
 COLLECTOR_HTTP=$(chaos_http collector)
 
 # The database takes nothing while this session holds the table.
-am_bg locker env PGAPPNAME=chaos-locker psql -X -q "$DATABASE_URL" -c \
-	"BEGIN; LOCK TABLE llm_performance_metric IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600); COMMIT;"
-locked() {
-	[[ $(am_psql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-	  WHERE a.application_name = 'chaos-locker' AND l.mode = 'AccessExclusiveLock' AND l.granted") -ge 1 ]]
-}
-am_wait_for "the table locked" 30 locked
+chaos_lock_table locker
 
 am_bg load1 "$AM_BIN_DIR/athena-metrics-load" --url "$(chaos_bus collector)" --count "$count" \
 	--rate "$rate" --source-id chaos-over-1 --metrics-linger-ms 60000
@@ -55,7 +49,7 @@ peak=$(chaos_peak_rss_kib "$(am_pid collector)")
 chaos_assert_rss_within "peak RSS" "$peak" "$rss_bound_kib"
 
 # The database takes rows again: what is held drains, and new traffic flows.
-am_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chaos-locker'" >/dev/null
+chaos_unlock_table
 am_wait locker 30 || true
 am_wait_for "what was held stored" 120 rows_are $((count - dropped))
 am_wait_for "spool empty" 60 chaos_metric_is collector athena_collector_spool_rows "" 0
