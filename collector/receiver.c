@@ -67,6 +67,12 @@ static void handle_frame(const uint8_t *data, size_t len, struct cl_chunkq *q, c
         atomic_fetch_add(&cl_stats.metrics_gap, (uint64_t)seen.gap);
         am_log_warn("gap in %s epoch %lld: %lld metrics missing from seq %lld", batch->source_id,
                     (long long)batch->epoch, (long long)seen.gap, (long long)seen.gap_from);
+    } else if (seen.filled > 0) {
+        atomic_fetch_add(&cl_stats.metrics_gap_filled, (uint64_t)seen.filled);
+        am_log_warn("gap filled in %s epoch %lld: %lld metrics arrived late, in the batch from "
+                    "seq %lld",
+                    batch->source_id, (long long)batch->epoch, (long long)seen.filled,
+                    (long long)batch->first_seq);
     } else if (seen.new_stream) {
         am_log_info("new stream %s epoch %lld at seq %lld", batch->source_id,
                     (long long)batch->epoch, (long long)batch->first_seq);

@@ -45,6 +45,10 @@ void cl_stats_write(struct am_buf *b)
     am_prom_family(b, "athena_collector_metrics_gap_total", "counter",
                    "Metrics missing from a publisher's sequence (never received).");
     am_prom_sample(b, "athena_collector_metrics_gap_total", NULL, LOAD(metrics_gap));
+    am_prom_family(b, "athena_collector_metrics_gap_filled_total", "counter",
+                   "Metrics counted in a gap that arrived later after all (out of order); "
+                   "missing = gap_total - gap_filled_total.");
+    am_prom_sample(b, "athena_collector_metrics_gap_filled_total", NULL, LOAD(metrics_gap_filled));
 
     am_prom_family(b, "athena_collector_metrics_dropped_total", "counter",
                    "Metrics received but not stored, by reason.");

@@ -19,6 +19,7 @@ struct cl_stats {
     _Atomic uint64_t metrics_inserted;
     _Atomic uint64_t metrics_duplicate;
     _Atomic uint64_t metrics_gap;
+    _Atomic uint64_t metrics_gap_filled;
     _Atomic uint64_t dropped_queue_full;
     _Atomic uint64_t dropped_rejected;
     _Atomic uint64_t dropped_shutdown;

@@ -11,6 +11,10 @@ struct stream {
     int64_t epoch;
     int64_t next_seq;   /* one past the highest sequence number seen */
     uint64_t last_seen; /* the table's clock when last seen */
+    struct {
+        int64_t from, to; /* [from, to): counted missing, not seen since */
+    } holes[CL_STREAM_HOLES];
+    int nholes; /* oldest first */
 };
 
 struct cl_streams {
@@ -81,6 +85,52 @@ static void evict_oldest(cl_streams *s)
     }
 }
 
+/* Remembers [from, to) as missing, forgetting the oldest hole when all slots are taken. */
+static void add_hole(struct stream *st, int64_t from, int64_t to)
+{
+    if (st->nholes == CL_STREAM_HOLES) {
+        memmove(st->holes, st->holes + 1, (CL_STREAM_HOLES - 1) * sizeof st->holes[0]);
+        st->nholes--;
+    }
+    st->holes[st->nholes].from = from;
+    st->holes[st->nholes].to = to;
+    st->nholes++;
+}
+
+/* Takes [from, to) out of the stream's holes; returns how many missing metrics it covered. */
+static int64_t fill_holes(struct stream *st, int64_t from, int64_t to)
+{
+    int64_t filled = 0;
+    for (int i = 0; i < st->nholes; i++) {
+        int64_t a = st->holes[i].from, b = st->holes[i].to;
+        int64_t lo = from > a ? from : a, hi = to < b ? to : b;
+        if (lo >= hi)
+            continue;
+        filled += hi - lo;
+        if (lo > a && hi < b && st->nholes < CL_STREAM_HOLES) {
+            /* The batch lands inside the hole: what is left is two holes. */
+            memmove(&st->holes[i + 2], &st->holes[i + 1],
+                    (size_t)(st->nholes - i - 1) * sizeof st->holes[0]);
+            st->holes[i].to = lo;
+            st->holes[i + 1].from = hi;
+            st->holes[i + 1].to = b;
+            st->nholes++;
+            i++;
+        } else if (hi < b) {
+            /* The rest after the batch (with no slot to split, the part before it is forgotten). */
+            st->holes[i].from = hi;
+        } else if (lo > a) {
+            st->holes[i].to = lo;
+        } else {
+            memmove(&st->holes[i], &st->holes[i + 1],
+                    (size_t)(st->nholes - i - 1) * sizeof st->holes[0]);
+            st->nholes--;
+            i--;
+        }
+    }
+    return filled;
+}
+
 void cl_streams_see(cl_streams *s, const char *source_id, int64_t epoch, int64_t first_seq,
                     size_t n, struct cl_seen *seen)
 {
@@ -116,8 +166,12 @@ void cl_streams_see(cl_streams *s, const char *source_id, int64_t epoch, int64_t
     if (first_seq > st->next_seq) {
         seen->gap = first_seq - st->next_seq;
         seen->gap_from = st->next_seq;
-    } else if (end <= st->next_seq) {
-        seen->replayed = 1;
+        add_hole(st, st->next_seq, first_seq);
+    } else {
+        if (first_seq < st->next_seq && st->nholes > 0)
+            seen->filled = fill_holes(st, first_seq, end < st->next_seq ? end : st->next_seq);
+        if (end <= st->next_seq)
+            seen->replayed = 1;
     }
     if (end > st->next_seq)
         st->next_seq = end;

@@ -67,6 +67,44 @@ static void test_gap_reports_its_size_and_first_missing_seq(void **state)
     assert_seen(&seen, 0, 0, 0, 0);
 }
 
+/* Out of order: the rest of a dropped connection arrives after the new one started. */
+static void test_late_batches_fill_their_gap_once(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 40, 10, &seen); /* 10..39 counted missing */
+    assert_int_equal(seen.gap, 30);
+    cl_streams_see(s, "gw@a", 1, 10, 10, &seen); /* its start after all */
+    assert_int_equal(seen.filled, 10);
+    assert_int_equal(seen.gap, 0);
+    cl_streams_see(s, "gw@a", 1, 25, 5, &seen); /* the middle: 20..24 and 30..39 left */
+    assert_int_equal(seen.filled, 5);
+    cl_streams_see(s, "gw@a", 1, 10, 10, &seen); /* a true repeat fills nothing */
+    assert_int_equal(seen.filled, 0);
+    assert_int_equal(seen.replayed, 1);
+    cl_streams_see(s, "gw@a", 1, 15, 30, &seen); /* 20..24 and 30..39, plus seen ones */
+    assert_int_equal(seen.filled, 15);
+    cl_streams_see(s, "gw@a", 1, 20, 20, &seen); /* nothing left to fill */
+    assert_int_equal(seen.filled, 0);
+}
+
+/* Past CL_STREAM_HOLES gaps, the oldest is forgotten: a late batch there fills nothing. */
+static void test_only_the_latest_gaps_are_remembered(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 1, &seen);
+    for (int i = 0; i <= CL_STREAM_HOLES; i++) {
+        cl_streams_see(s, "gw@a", 1, 2 + 2 * i, 1, &seen); /* 1, 3, 5, ... missing */
+        assert_int_equal(seen.gap, 1);
+    }
+    cl_streams_see(s, "gw@a", 1, 1, 1, &seen); /* the first gap: forgotten */
+    assert_int_equal(seen.filled, 0);
+    cl_streams_see(s, "gw@a", 1, 3, 1, &seen); /* the second: remembered */
+    assert_int_equal(seen.filled, 1);
+}
+
 static void test_replayed_batch_does_not_move_next_seq_back(void **state)
 {
     cl_streams *s = *state;
@@ -166,6 +204,8 @@ int main(void)
         T(test_contiguous_batches_report_nothing),
         T(test_gap_reports_its_size_and_first_missing_seq),
         T(test_replayed_batch_does_not_move_next_seq_back),
+        T(test_late_batches_fill_their_gap_once),
+        T(test_only_the_latest_gaps_are_remembered),
         T(test_partly_new_batch_is_neither_gap_nor_replay),
         T(test_new_epoch_of_same_source_is_a_new_stream),
         T(test_eviction_at_max_keeps_the_most_recently_seen),
