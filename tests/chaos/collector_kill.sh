@@ -17,13 +17,20 @@ total=$((2 * per_pub))
 am_fresh_db
 "$AM_BIN_DIR/athena-collector" --migrate
 chaos_collector_start steady
-chaos_collector_start victim
+chaos_collector_define victim
 urls="$(chaos_bus steady),$(chaos_bus victim)"
 
 for n in 1 2; do
 	am_bg "load$n" "$AM_BIN_DIR/athena-metrics-load" --url "$urls" --count "$per_pub" \
 		--rate "$rate" --source-id "chaos-kill-$n" --seed "$n" --metrics-linger-ms 30000
 done
+# A publisher sends once one collector listens. The steady one is that
+# collector from the first metric on; the victim joins afterwards.
+for n in 1 2; do
+	am_wait_for "publisher $n connected to the steady collector" 30 \
+		grep -q "bus subscriber connected (now 1)" "$(am_log_of "load$n")"
+done
+chaos_collector_start victim
 
 # The publishers' pids, to know when they are done while the killing goes on.
 load_pids=("$(am_pid load1)" "$(am_pid load2)")

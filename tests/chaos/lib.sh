@@ -28,17 +28,25 @@ chaos_assert_rss_within() {
 
 declare -A _chaos_bus=() _chaos_http=() _chaos_env=()
 
+# chaos_collector_define NAME [ENV=VALUE...]: pick collector NAME's ports
+# (and its environment) without starting it, so that publishers can be
+# given its address first.
+chaos_collector_define() {
+	local name=$1
+	shift
+	_chaos_bus[$name]=tcp://127.0.0.1:$(am_free_port)
+	_chaos_http[$name]=127.0.0.1:$(am_free_port)
+	_chaos_env[$name]="$*"
+}
+
 # chaos_collector_start NAME [ENV=VALUE...]: start (or restart) collector NAME
 # against DATABASE_URL and wait for its /health (not /ready: the database
-# may be away). ENV given at the first start is kept for restarts.
+# may be away). ENV given at the first start (or definition) is kept for
+# restarts.
 chaos_collector_start() {
 	local name=$1
 	shift
-	if [[ -z ${_chaos_bus[$name]:-} ]]; then
-		_chaos_bus[$name]=tcp://127.0.0.1:$(am_free_port)
-		_chaos_http[$name]=127.0.0.1:$(am_free_port)
-		_chaos_env[$name]="$*"
-	fi
+	[[ -n ${_chaos_bus[$name]:-} ]] || chaos_collector_define "$name" "$@"
 	local -a env
 	read -r -a env <<<"${_chaos_env[$name]}"
 	am_bg "$name" env METRICS_BUS_LISTEN="${_chaos_bus[$name]}" LISTEN_ADDR="${_chaos_http[$name]}" \
