@@ -679,6 +679,26 @@ void cl_spool_done(cl_spool *s, struct cl_spool_segment *seg)
     free_segment(seg);
 }
 
+uint64_t cl_spool_discard_oldest(cl_spool *s)
+{
+    char name[64];
+    uint64_t rows = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->nsealed > 0) {
+        seg_name(name, sizeof name, s->sealed[0].number, "seg");
+        if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+            am_log_error("spool: cannot delete %s/%s: %s", s->cfg.dir, name, strerror(errno));
+        rows = s->sealed[0].rows;
+        s->bytes -= s->sealed[0].bytes;
+        s->rows -= rows;
+        memmove(s->sealed, s->sealed + 1, (s->nsealed - 1) * sizeof *s->sealed);
+        s->nsealed--;
+        publish(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rows;
+}
+
 void cl_spool_release(cl_spool *s, struct cl_spool_segment *seg)
 {
     if (!seg)

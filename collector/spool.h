@@ -83,6 +83,13 @@ int cl_spool_take(cl_spool *s, struct cl_spool_segment **out);
 /* The rows of seg are committed: deletes its file and frees seg. Accepts NULL. */
 void cl_spool_done(cl_spool *s, struct cl_spool_segment *seg);
 
+/*
+ * Gives up on the oldest sealed segment, which cl_spool_take could not
+ * read: deletes it if it can and returns the rows it held, for the caller
+ * to count as dropped. Returns 0 when there is none.
+ */
+uint64_t cl_spool_discard_oldest(cl_spool *s);
+
 /* Frees seg and leaves its file for a later take (or the next start). Accepts NULL. */
 void cl_spool_release(cl_spool *s, struct cl_spool_segment *seg);
 

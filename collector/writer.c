@@ -453,8 +453,16 @@ static bool replay_segment(cl_writer *w)
     int rc = cl_spool_take(w->cfg.spool, &seg);
     if (rc == AM_ENOTFOUND)
         return true;
+    if (rc == AM_EIO) {
+        /* Kept, it would block every segment behind it for good. */
+        uint64_t lost = cl_spool_discard_oldest(w->cfg.spool);
+        atomic_fetch_add(&cl_stats.dropped_spool_error, lost);
+        am_log_error("dropped a spool segment that cannot be read back: %llu metrics",
+                     (unsigned long long)lost);
+        return true;
+    }
     if (rc != AM_OK) {
-        /* A segment that cannot be read stays for the next start; try again later. */
+        /* Out of memory: the segment stays; try again later. */
         nap(w, 1000);
         return !atomic_load(&w->stopping);
     }

@@ -320,6 +320,31 @@ static void test_gap_check_goes_through_the_spool(void **state)
     cl_spool_close(s);
 }
 
+/* A segment that cannot be read back is given up, its rows returned for counting. */
+static void test_unreadable_segment_is_discarded_and_counted(void **state)
+{
+    struct fixture *f = *state;
+    cl_spool *s = NULL;
+    char path[600];
+    assert_int_equal(cl_spool_open(&s, &f->cfg, NULL, NULL, 0), AM_OK);
+    append(s, "gone", 4);
+    assert_int_equal(cl_spool_seal(s), AM_OK);
+    append(s, "kept", 2);
+    assert_int_equal(cl_spool_seal(s), AM_OK);
+    /* The oldest segment's file disappears behind the spool's back. */
+    snprintf(path, sizeof path, "%s/0000000000000000.seg", f->dir);
+    assert_int_equal(unlink(path), 0);
+
+    struct cl_spool_segment *seg = NULL;
+    assert_int_equal(cl_spool_take(s, &seg), AM_EIO);
+    assert_int_equal(cl_spool_discard_oldest(s), 4);
+    const char *kept[] = {"kept-0"};
+    cl_spool_done(s, take_expect(s, kept, 1));
+    assert_false(cl_spool_holds(s));
+    assert_int_equal(cl_spool_discard_oldest(s), 0);
+    cl_spool_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +361,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_record_is_skipped_and_counted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_gap_check_goes_through_the_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_segment_is_discarded_and_counted, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
