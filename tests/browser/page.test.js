@@ -91,14 +91,24 @@ async function ready(page) {
 async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    // The CI flags of headless Chromium: on a loaded machine a renderer that is slow to
+    // answer must not be throttled or put to sleep as a background tab would be.
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+      '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--disable-dev-shm-usage', '--disable-renderer-backgrounding',
+      '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
+      '--disable-hang-monitor'],
+  });
+  let closing = false;
+  browser.on('disconnected', () => {
+    if (!closing) console.error('chromium exited before the test ended');
   });
   const consoleErrors = [];
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
   const page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  page.on('crash', () => console.error('the page\'s renderer crashed'));
 
   // First load: bytes over the wire (CDP) and time until the page has drawn its data.
   const cdp = await context.newCDPSession(page);
@@ -283,6 +293,7 @@ async function main() {
     await down.close();
   }
 
+  closing = true;
   await browser.close();
   console.log(`screenshots: ${ARTEFACTS}`);
   if (failures) {
