@@ -1,4 +1,5 @@
 /* athena-collector: flags, wiring and signals of the bus-to-PostgreSQL collector. */
+#include "am_clock.h"
 #include "am_config.h"
 #include "am_error.h"
 #include "am_http.h"
@@ -9,12 +10,14 @@
 #include "stats.h"
 #include "writer.h"
 
+#include <libpq-fe.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *database_url;
 static const char *bus_listen;
@@ -27,6 +30,7 @@ static long long shutdown_timeout_ms;
 static long long max_streams;
 static const char *spool_dir;
 static long long spool_max_mib;
+static long long migrate_wait_s;
 static bool migrate_only;
 static struct am_bus_tls bus_tls;
 
@@ -50,6 +54,10 @@ static const struct am_setting settings[] = {
      "on SIGTERM, how long to keep trying to store what is held", &shutdown_timeout_ms},
     {"max-streams", "COLLECTOR_MAX_STREAMS", AM_SET_INT, "65536", 16, 10000000,
      "publisher streams tracked for gap detection", &max_streams},
+    {"migrate-wait-s", "COLLECTOR_MIGRATE_WAIT_S", AM_SET_INT, "0", 0, 3600,
+     "with --migrate, how long to wait for PostgreSQL to accept connections (an init "
+     "container started before the database)",
+     &migrate_wait_s},
     {"spool-dir", "COLLECTOR_SPOOL_DIR", AM_SET_STRING, ".data/spool", 0, 0,
      "directory of the disk spool, used while the database cannot keep up; one collector each",
      &spool_dir},
@@ -91,9 +99,41 @@ static void handle_http(void *arg, const struct am_http_request *req, struct am_
     }
 }
 
+/*
+ * Waits up to COLLECTOR_MIGRATE_WAIT_S for the server to answer (it may be
+ * starting, or not be up yet), backing off from 100 ms to 2 s. Returns
+ * false when it did not answer in time.
+ */
+static bool wait_for_database(void)
+{
+    int64_t deadline = am_clock_mono_ns() + migrate_wait_s * 1000000000LL;
+    long backoff_ms = 100;
+    bool said = false;
+    for (;;) {
+        PGPing ping = PQping(database_url);
+        if (ping == PQPING_OK || ping == PQPING_NO_ATTEMPT)
+            return true; /* NO_ATTEMPT: a bad URL, which the connection itself reports */
+        if (am_clock_mono_ns() >= deadline)
+            return false;
+        if (!said) {
+            am_log_info("waiting up to %lld s for the database to accept connections",
+                        migrate_wait_s);
+            said = true;
+        }
+        struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
+    }
+}
+
 static int run_migrations(void)
 {
     PGconn *conn = NULL;
+    if (migrate_wait_s > 0 && !wait_for_database()) {
+        fprintf(stderr, "athena-collector: the database did not accept connections within %lld s\n",
+                migrate_wait_s);
+        return 1;
+    }
     if (cl_writer_connect(database_url, &conn) != AM_OK) {
         fprintf(stderr, "athena-collector: migrations failed (see the log above)\n");
         return 1;

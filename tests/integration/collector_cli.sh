@@ -36,6 +36,25 @@ am_assert_eq "every migration applied" 4 "$(am_psql 'SELECT max(version) FROM sc
 am_assert_eq "idempotency key is unique" 1 "$(am_psql "SELECT count(*) FROM pg_indexes
   WHERE tablename = 'llm_performance_metric' AND indexdef LIKE 'CREATE UNIQUE INDEX%(source_id, epoch, seq)'")"
 
+# --migrate with COLLECTOR_MIGRATE_WAIT_S: nothing answers, so it gives up after the wait, exit 1;
+# a server that comes up during the wait is migrated.
+port=$(am_free_port)
+url="postgresql://postgres@127.0.0.1:$port/postgres"
+rc=0
+out=$(DATABASE_URL=$url COLLECTOR_MIGRATE_WAIT_S=1 "$bin" --migrate 2>&1) || rc=$?
+am_assert_eq "--migrate, no server within the wait: exit" 1 "$rc"
+grep -q "did not accept connections within 1 s" <<<"$out" || am_fail "--migrate gave up without saying why: $out"
+am_bg late_migrate env DATABASE_URL="$url" COLLECTOR_MIGRATE_WAIT_S=120 "$bin" --migrate
+am_wait_for "--migrate waiting for the database" 30 grep -q "waiting up to 120 s" "$(am_log_of late_migrate)"
+# The server runs as postgres, which cannot enter the test's own private directory.
+late_pg=$(mktemp -d "${TMPDIR:-/tmp}/am-late-pg.XXXXXX")
+chmod 755 "$late_pg"
+am_on_cleanup "\"$AM_PG_SCRIPT\" stop \"$late_pg\" immediate >/dev/null 2>&1; rm -rf \"$late_pg\""
+"$AM_PG_SCRIPT" start "$late_pg" "$port" >/dev/null
+am_wait "late_migrate" 120 || am_fail "--migrate did not succeed once the database came up"
+am_assert_eq "migrated once the database was up" 4 \
+	"$("$AM_PSQL" -X -At "$url" -c 'SELECT max(version) FROM schema_migrations')"
+
 collector_start collector LOG_FORMAT=json
 am_bg inject "$AM_BIN_DIR/am-bus-inject" --url "$COLLECTOR_BUS" --batches 40 --batch-size 250 --hold
 am_wait_for "40 frames received" 60 collector_metric_is athena_collector_frames_received_total "" 40
