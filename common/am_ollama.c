@@ -27,15 +27,35 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata);
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
+static bool proxy_in_environment; /* set once, before any handle exists */
+
 static void curl_init_once(void)
 {
+    static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
+        proxy_in_environment |= getenv(proxy_vars[i]) != NULL;
 }
 
 void *am_curl_easy_new(void)
 {
     pthread_once(&curl_once, curl_init_once);
-    return curl_easy_init();
+    CURL *h = curl_easy_init();
+    if (!h)
+        return NULL;
+    /* What every call of every handle shares is set once; callers set the rest per call. */
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Only http and https: the URLs come from configuration, still no file:// surprises. */
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /*
+     * With no proxy variable in the environment, say so once: libcurl would
+     * otherwise look for them again on every call.
+     */
+    if (!proxy_in_environment)
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
+    return h;
 }
 
 int am_ollama_client_new(am_ollama_client **out)
@@ -48,23 +68,6 @@ int am_ollama_client_new(am_ollama_client **out)
         free(c);
         return AM_ENOMEM;
     }
-    /* What every call shares is set once; am_ollama_run sets the rest per call. */
-    CURL *h = c->curl;
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Only http and https: the base URL comes from configuration, still no file:// surprises. */
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    /*
-     * With no proxy variable in the environment, say so once: libcurl would
-     * otherwise look for them again on every call.
-     */
-    static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
-                                             "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
-    bool proxied = false;
-    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
-        proxied |= getenv(proxy_vars[i]) != NULL;
-    if (!proxied)
-        curl_easy_setopt(h, CURLOPT_PROXY, "");
     *out = c;
     return AM_OK;
 }

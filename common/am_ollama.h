@@ -45,7 +45,11 @@ typedef struct am_ollama_client am_ollama_client;
 
 /*
  * A new libcurl easy handle, libcurl's global set-up done once for the
- * process first. NULL when out of memory; free with curl_easy_cleanup.
+ * process first, with the options every call shares already set (no
+ * signals, TCP keep-alive, http and https only, no proxy look-ups when the
+ * environment names none): callers set only what changes per call and
+ * must not curl_easy_reset it. NULL when out of memory; free with
+ * curl_easy_cleanup.
  * (void * keeps curl.h out of this header.)
  */
 void *am_curl_easy_new(void);

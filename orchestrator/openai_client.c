@@ -158,14 +158,15 @@ int orch_openai_run(orch_openai_client *c, const struct orch_openai_call *call,
     snprintf(url, sizeof url, "%.*s%s/chat/completions", (int)blen, call->base_url,
              has_v1 ? "" : "/v1");
     headers = curl_slist_append(headers, "Content-Type: application/json");
+    /* No wait for a 100 Continue before a body over 1 KiB. */
+    headers = curl_slist_append(headers, "Expect:");
     if (call->request_id) {
         snprintf(rid, sizeof rid, "X-Request-Id: %.128s", call->request_id);
         headers = curl_slist_append(headers, rid);
     }
     c->answer.len = 0;
 
-    CURL *h = c->curl;
-    curl_easy_reset(h);
+    CURL *h = c->curl; /* its fixed options were set once (am_curl_easy_new) */
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
@@ -175,9 +176,6 @@ int orch_openai_run(orch_openai_client *c, const struct orch_openai_call *call,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, call->timeout_ms > 0 ? call->timeout_ms : 120000L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      call->connect_timeout_ms > 0 ? call->connect_timeout_ms : 5000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
     int64_t t0 = am_clock_mono_ns();
     CURLcode cc = curl_easy_perform(h);

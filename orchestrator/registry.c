@@ -11,6 +11,7 @@
 #include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
+#include "am_ollama.h"
 #include "am_prom.h"
 
 #include <curl/curl.h>
@@ -80,7 +81,7 @@ int orch_registry_new(orch_registry **out, const struct orch_registry_config *cf
         while (len > 0 && cfg->admin_url[len - 1] == '/')
             len--;
         r->admin_url = strndup(cfg->admin_url, len);
-        r->curl = curl_easy_init();
+        r->curl = am_curl_easy_new();
         if (!r->admin_url || !r->curl)
             goto fail;
     }
@@ -223,15 +224,12 @@ static enum lookup fetch(orch_registry *r, const char *model, const char *reques
         snprintf(rid, sizeof rid, "X-Request-Id: %.128s", request_id);
         headers = curl_slist_append(headers, rid);
     }
-    curl_easy_reset(h);
+    /* A GET on a handle of its own; the fixed options were set once (am_curl_easy_new). */
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     CURLcode cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     pthread_mutex_unlock(&r->fetch_mu);
