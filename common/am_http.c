@@ -615,6 +615,12 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     unsigned max_conns = opt && opt->max_conns ? opt->max_conns : 1024;
     size_t conn_memory = opt && opt->conn_memory ? opt->conn_memory : 32 * 1024;
 
+    /*
+     * Generated request ids carry a random prefix, so they differ across
+     * restarts and replicas. Set before the daemon starts: its threads read it.
+     */
+    if (getrandom(&srv->id_prefix, sizeof srv->id_prefix, 0) != (ssize_t)sizeof srv->id_prefix)
+        srv->id_prefix = (uint32_t)getpid() ^ (uint32_t)time(NULL);
     pthread_mutex_init(&srv->mu, NULL);
     srv->thread_per_connection = opt && opt->thread_per_connection;
     if (srv->thread_per_connection) {
@@ -644,9 +650,6 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : port;
-    /* Generated request ids carry a random prefix, so they differ across restarts and replicas. */
-    if (getrandom(&srv->id_prefix, sizeof srv->id_prefix, 0) != (ssize_t)sizeof srv->id_prefix)
-        srv->id_prefix = (uint32_t)getpid() ^ (uint32_t)time(NULL);
     *out = srv;
     return AM_OK;
 }
