@@ -109,24 +109,6 @@ static void input_free(struct input *in)
     in->root = NULL;
 }
 
-/* Copies text to out (outlen bytes), replacing bytes outside printable ASCII with '?'. */
-static void ascii_copy(char *out, size_t outlen, const char *text)
-{
-    size_t n = 0;
-    for (; text[n] && n + 1 < outlen; n++)
-        out[n] = text[n] >= 0x20 && text[n] < 0x7f ? text[n] : '?';
-    out[n] = '\0';
-}
-
-/* True when s holds no control character, space or DEL. */
-static int no_space(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
-            return 0;
-    return 1;
-}
-
 /* Checks one value against its field and stores it as a parameter; AM_EINVAL with err. */
 static int take_value(struct input *in, int i, json_t *v, char *err)
 {
@@ -159,16 +141,14 @@ static int take_value(struct input *in, int i, json_t *v, char *err)
         } else if (len > (size_t)f->max) {
             snprintf(err, AA_ERR_MAX, "%s must be at most %lld bytes", f->name, f->max);
             return AM_EINVAL;
-        } else if (f->kind == F_NAME && (len == 0 || !no_space(s))) {
+        } else if (f->kind == F_NAME && (len == 0 || !aa_no_space(s))) {
             snprintf(err, AA_ERR_MAX, "%s must be non-empty, without spaces or control characters",
                      f->name);
             return AM_EINVAL;
-        } else if (f->kind == F_URL &&
-                   !((!strncmp(s, "http://", 7) && s[7]) || (!strncmp(s, "https://", 8) && s[8]))) {
-            snprintf(err, AA_ERR_MAX, "%s must be an http:// or https:// URL", f->name);
-            return AM_EINVAL;
-        } else if (f->kind == F_URL && !no_space(s)) {
-            snprintf(err, AA_ERR_MAX, "%s must not contain spaces or control characters", f->name);
+        } else if (f->kind == F_URL && !aa_http_url_ok(s)) {
+            snprintf(err, AA_ERR_MAX,
+                     "%s must be an http:// or https:// URL without spaces or control characters",
+                     f->name);
             return AM_EINVAL;
         }
         in->value[i] = s;
@@ -222,7 +202,7 @@ static int parse_input(const struct am_http_request *req, int create, struct inp
     memset(in, 0, sizeof *in);
     in->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!in->root) {
-        ascii_copy(text, sizeof text, jerr.text);
+        aa_ascii_copy(text, sizeof text, jerr.text);
         snprintf(err, AA_ERR_MAX, "body is not valid JSON: %s (line %d, column %d)", text,
                  jerr.line, jerr.column);
         return AM_EINVAL;
@@ -244,7 +224,7 @@ static int parse_input(const struct am_http_request *req, int create, struct inp
         for (r = 0; read_only[r] && strcmp(key, read_only[r]); r++)
             ;
         if (!read_only[r]) {
-            ascii_copy(text, 64, key);
+            aa_ascii_copy(text, 64, key);
             snprintf(err, AA_ERR_MAX, "unknown field '%s'", text);
             return AM_EINVAL;
         }
@@ -260,15 +240,6 @@ static int parse_input(const struct am_http_request *req, int create, struct inp
         }
         in->value[i] = fields[i].def;
     }
-    return AM_OK;
-}
-
-/* Checks that arg is a positive whole number fit for a bigint id; AM_EINVAL otherwise. */
-static int parse_id(const char *arg)
-{
-    size_t n = arg ? strspn(arg, "0123456789") : 0;
-    if (n == 0 || arg[n] != '\0' || n > 18 || strspn(arg, "0") == n)
-        return AM_EINVAL;
     return AM_OK;
 }
 
@@ -314,7 +285,7 @@ static int reply_write(struct aa_ctx *ctx, const struct am_http_request *req,
     } else if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))) {
         /* Validation should have caught it; the constraint has the last word. */
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        ascii_copy(msg, sizeof msg, primary ? primary : "invalid value");
+        aa_ascii_copy(msg, sizeof msg, primary ? primary : "invalid value");
         am_http_error(resp, 400, msg);
         rc = AM_EINVAL;
     } else if (PQstatus(conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2)) ||
@@ -350,7 +321,7 @@ static void list_backends(struct aa_ctx *ctx, const struct am_http_request *req,
 static void get_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                         struct am_http_response *resp, const char *arg)
 {
-    if (parse_id(arg)) {
+    if (aa_parse_id(arg)) {
         am_http_error(resp, 400, "id must be a positive whole number");
         return;
     }
@@ -363,7 +334,7 @@ static void get_backend_by_model(struct aa_ctx *ctx, const struct am_http_reques
 {
     char msg[AM_METRIC_MAX_STRING + 64];
     /* libmicrohttpd has already decoded the path: phi3%3Amini arrives as phi3:mini. */
-    if (!arg || !am_utf8_valid(arg, AM_METRIC_MAX_STRING) || !no_space(arg)) {
+    if (!arg || !am_utf8_valid(arg, AM_METRIC_MAX_STRING) || !aa_no_space(arg)) {
         am_http_error(resp, 400, "model_name must be UTF-8 of at most 1024 bytes, without spaces");
         return;
     }
@@ -398,7 +369,7 @@ static void update_backend(struct aa_ctx *ctx, const struct am_http_request *req
     char err[AA_ERR_MAX];
 
     am_buf_init(&sql, 8192);
-    if (parse_id(arg)) {
+    if (aa_parse_id(arg)) {
         am_http_error(resp, 400, "id must be a positive whole number");
         goto out;
     }
@@ -437,7 +408,7 @@ out:
 static void delete_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                            struct am_http_response *resp, const char *arg)
 {
-    if (parse_id(arg)) {
+    if (aa_parse_id(arg)) {
         am_http_error(resp, 400, "id must be a positive whole number");
         return;
     }
@@ -450,7 +421,7 @@ static void delete_backend(struct aa_ctx *ctx, const struct am_http_request *req
 static void toggle_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                            struct am_http_response *resp, const char *arg)
 {
-    if (parse_id(arg)) {
+    if (aa_parse_id(arg)) {
         am_http_error(resp, 400, "id must be a positive whole number");
         return;
     }

@@ -241,3 +241,33 @@ int aa_param_bool(const struct am_http_request *req, const char *name, bool def,
     }
     return AM_OK;
 }
+
+void aa_ascii_copy(char *out, size_t outlen, const char *text)
+{
+    size_t n = 0;
+    for (; text[n] && n + 1 < outlen; n++)
+        out[n] = text[n] >= 0x20 && text[n] < 0x7f ? text[n] : '?';
+    out[n] = '\0';
+}
+
+bool aa_no_space(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+int aa_parse_id(const char *arg)
+{
+    size_t n = arg ? strspn(arg, "0123456789") : 0;
+    if (n == 0 || arg[n] != '\0' || n > 18 || strspn(arg, "0") == n)
+        return AM_EINVAL;
+    return AM_OK;
+}
+
+bool aa_http_url_ok(const char *s)
+{
+    bool scheme = (!strncmp(s, "http://", 7) && s[7]) || (!strncmp(s, "https://", 8) && s[8]);
+    return scheme && aa_no_space(s);
+}

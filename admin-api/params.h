@@ -1,4 +1,4 @@
-/* Parsing and validating query parameters; every failure names the parameter. */
+/* Parsing and validating query parameters and request values; every failure names what is wrong. */
 #ifndef AA_PARAMS_H
 #define AA_PARAMS_H
 
@@ -40,6 +40,18 @@ int aa_param_enum(const struct am_http_request *req, const char *name, const cha
 /* true/false/1/0; def when absent. */
 int aa_param_bool(const struct am_http_request *req, const char *name, bool def, bool *out,
                   char *err);
+
+/* Copies text to out (outlen bytes), replacing bytes outside printable ASCII with '?'. */
+void aa_ascii_copy(char *out, size_t outlen, const char *text);
+
+/* True when s holds no control character, space or DEL. */
+bool aa_no_space(const char *s);
+
+/* AM_OK when arg (a path segment, may be NULL) is a positive whole number fit for a bigint id. */
+int aa_parse_id(const char *arg);
+
+/* True when s is an http:// or https:// URL with something after the scheme and no spaces. */
+bool aa_http_url_ok(const char *s);
 
 /* The parsing behind aa_param_time, for JSON bodies too. */
 int aa_parse_time(const char *text, char *out, size_t outlen);
