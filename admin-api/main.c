@@ -3,6 +3,8 @@
 #include "am_error.h"
 #include "am_http.h"
 #include "am_log.h"
+#include "alerts.h"
+#include "alerts_eval.h"
 #include "api.h"
 #include "pool.h"
 #include "retention.h"
@@ -33,6 +35,11 @@ static long long stream_max_clients;
 static long long stream_buffer_kib;
 static long long stream_heartbeat_s;
 static long long stream_replay_max;
+static long long alert_interval_s;
+static long long alert_timeout_ms;
+static long long alert_retries;
+static long long alert_backoff_ms;
+static long long alert_history_max;
 
 static const struct am_setting settings[] = {
     {"database-url", "DATABASE_URL", AM_SET_STRING, "postgresql://localhost/athena", 0, 0,
@@ -74,12 +81,26 @@ static const struct am_setting settings[] = {
      "comment line sent to idle live-stream clients", &stream_heartbeat_s},
     {"stream-replay-max", "ADMIN_STREAM_REPLAY_MAX", AM_SET_INT, "1000", 0, 100000,
      "rows replayed to a live-stream client resuming with Last-Event-ID", &stream_replay_max},
+    {"alert-interval-s", "ADMIN_ALERT_INTERVAL_S", AM_SET_INT, "30", 0, 86400,
+     "time between evaluations of the alert rules (0: this replica does not evaluate them)",
+     &alert_interval_s},
+    {"alert-webhook-timeout-ms", "ADMIN_ALERT_WEBHOOK_TIMEOUT_MS", AM_SET_INT, "5000", 100, 60000,
+     "one webhook POST, connection included", &alert_timeout_ms},
+    {"alert-webhook-retries", "ADMIN_ALERT_WEBHOOK_RETRIES", AM_SET_INT, "3", 0, 10,
+     "webhook attempts after the first (timeouts, no answer, 408, 429, 5xx); then the event is "
+     "recorded as failed and counted",
+     &alert_retries},
+    {"alert-webhook-backoff-ms", "ADMIN_ALERT_WEBHOOK_BACKOFF_MS", AM_SET_INT, "1000", 0, 60000,
+     "wait before the first webhook retry, doubled before each next one", &alert_backoff_ms},
+    {"alert-history-max", "ADMIN_ALERT_HISTORY_MAX", AM_SET_INT, "10000", 1, 100000000,
+     "alert events kept; older ones are deleted and counted", &alert_history_max},
 };
 
 static struct aa_ctx ctx;
 static char *token_buf;
 static aa_retention *retention;
 static aa_rollup *rollup;
+static aa_alerts *alerts;
 
 static void health(struct aa_ctx *c, const struct am_http_request *req,
                    struct am_http_response *resp, const char *arg)
@@ -106,6 +127,7 @@ static void metrics(struct aa_ctx *c, const struct am_http_request *req,
     aa_stream_write_prom(c->stream, &b);
     aa_retention_write_prom(retention, &b);
     aa_rollup_write_prom(rollup, &b);
+    aa_alerts_write_prom(alerts, &b);
     aa_reply_buf(resp, 200, &b);
     resp->content_type = "text/plain; version=0.0.4";
 }
@@ -117,8 +139,14 @@ const struct aa_route aa_health_routes[] = {
     {0},
 };
 
-static const struct aa_route *const tables[] = {
-    aa_health_routes, aa_metrics_routes, aa_stream_routes, aa_backend_routes, aa_page_routes, NULL};
+/* The alert routes come before the registry's, whose /api/llm-backends/{id} would take them. */
+static const struct aa_route *const tables[] = {aa_health_routes,
+                                                aa_metrics_routes,
+                                                aa_stream_routes,
+                                                aa_alert_routes,
+                                                aa_backend_routes,
+                                                aa_page_routes,
+                                                NULL};
 
 static void handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
@@ -200,6 +228,14 @@ int main(int argc, char **argv)
     if (aa_rollup_start(&rollup, &ucfg) != AM_OK)
         am_log_error("cannot start the rollup refresher");
     ctx.rollup_min_hours = (int)rollup_min_hours;
+    struct aa_alerts_config acfg = {.database_url = database_url,
+                                    .interval_s = (int)alert_interval_s,
+                                    .webhook_timeout_ms = (int)alert_timeout_ms,
+                                    .webhook_retries = (int)alert_retries,
+                                    .webhook_backoff_ms = (int)alert_backoff_ms,
+                                    .history_max = alert_history_max};
+    if (aa_alerts_start(&alerts, &acfg) != AM_OK)
+        am_log_error("cannot start the alert evaluator");
 
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
@@ -209,6 +245,7 @@ int main(int argc, char **argv)
     };
     if (am_http_start(&http, listen_addr, &opt, handle, NULL) != AM_OK) {
         fprintf(stderr, "athena-admin-api: cannot serve HTTP on %s\n", listen_addr);
+        aa_alerts_stop(alerts);
         aa_rollup_stop(rollup);
         aa_retention_stop(retention);
         aa_stream_close(hub);
@@ -220,6 +257,7 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
     am_http_stop(http);
+    aa_alerts_stop(alerts);
     aa_rollup_stop(rollup);
     aa_retention_stop(retention);
     aa_stream_close(hub);

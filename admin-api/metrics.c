@@ -98,6 +98,10 @@ static const char summary_fmt[] =
     " coalesce(json_agg(json_build_object('group', "
     "grp, " FIGURES_JSON ") ORDER BY grp NULLS LAST), '[]'::json)) FROM g";
 
+/* The summary's figures of one group over every row, for the alert evaluator (alerts_eval.c). */
+const char aa_metrics_figures_sql[] =
+    "SELECT " FIGURES_SQL " FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL;
+
 /* figures=counts: %s the group column and the GROUP BY clause; $11 is the group_by name. */
 static const char counts_fmt[] =
     "WITH g AS (SELECT %s AS grp, count(*) AS n, count(*) FILTER (WHERE status = 'error') AS "

@@ -27,6 +27,14 @@
 
 #define AA_METRICS_FILTER_NPARAMS 10
 
+/*
+ * The summary's figures (metrics.c) over the rows AA_METRICS_FILTER_SQL
+ * keeps, as one row: n (calls), errors, latency_avg, tps_avg, total_tokens,
+ * lat (p50, p95, p99 of latency_seconds), tps_p50 and ttft (p50, p95), with
+ * the summary's percentile definitions. Parameters as AA_METRICS_FILTER_SQL.
+ */
+extern const char aa_metrics_figures_sql[];
+
 /* Room for a time as aa_parse_time writes it. */
 #define AA_METRICS_TIME_LEN 48
 

@@ -26,6 +26,24 @@ bool aa_periodic_stopping(aa_periodic *job)
     return s;
 }
 
+bool aa_periodic_sleep(aa_periodic *job, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&job->mu);
+    while (!job->stopping && pthread_cond_timedwait(&job->wake, &job->mu, &ts) == 0)
+        ;
+    bool s = job->stopping;
+    pthread_mutex_unlock(&job->mu);
+    return !s;
+}
+
 static PGconn *connect_job(aa_periodic *job)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};

@@ -23,6 +23,9 @@ int aa_periodic_start(aa_periodic **out, const char *database_url, const char *n
 /* True once aa_periodic_stop was called: a long run should end between its steps. */
 bool aa_periodic_stopping(aa_periodic *job);
 
+/* Waits ms milliseconds, or less when the job is stopped; returns false when it is stopping. */
+bool aa_periodic_sleep(aa_periodic *job, int ms);
+
 /* Stops the thread, after the run in progress, and frees job; accepts NULL. */
 void aa_periodic_stop(aa_periodic *job);
 
