@@ -682,6 +682,36 @@
     load();
   });
 
+  /* ---- firing alerts (GET /api/llm-backends/alerts?state=firing), whatever the view ---- */
+
+  const ALERTS_MS = 30e3;     /* the firing alerts are read again this often */
+
+  function renderAlerts(rules) {
+    const box = $('#alerts');
+    const ul = box.querySelector('ul');
+    ul.replaceChildren(...rules.map((a) => {
+      const li = document.createElement('li');
+      const scope = Object.entries(a.scope || {}).map(([k, v]) => `${k}=${v}`).join(', ') || 'all calls';
+      const value = a.last_value == null ? 'no value' : Number(a.last_value.toPrecision(4));
+      li.dataset.id = a.id;
+      li.append(document.createElement('strong'), ' ', document.createElement('span'));
+      li.firstChild.textContent = a.name;
+      li.lastChild.className = 'muted';
+      li.lastChild.textContent = `${a.metric} ${value} ${a.op} ${a.threshold} over ${a.window_seconds} s ` +
+        `(${scope}, ${a.last_calls} calls), firing since ${fmtTime(a.state_since, true)}`;
+      return li;
+    }));
+    box.hidden = rules.length === 0;
+  }
+
+  /* The panel stays as it was when the alerts cannot be read: the rest of the page says why. */
+  async function loadAlerts() {
+    try {
+      renderAlerts(await getJSON('/api/llm-backends/alerts?state=firing'));
+    } catch (e) { /* shown by the figures' notice when the database is away */ }
+    setTimeout(loadAlerts, ALERTS_MS);
+  }
+
   function start() {
     if (!window.Chart) {
       notice('The chart library did not load; reload the page.', true);
@@ -692,6 +722,7 @@
     fillForm(view);
     writeView(view, false);
     load();
+    loadAlerts();
   }
   start();
 })();

@@ -4,7 +4,7 @@
 // (an admin-api whose database cannot be reached), COLLECTOR_BUS and LOAD_BIN
 // (to publish one metric on the bus), ARTEFACTS (folder for screenshots),
 // EXPECT_COUNT (metrics page.sh stored in the last hour), EXPECT_REQUEST
-// (a request id with EXPECT_REQUEST_CALLS calls).
+// (a request id with EXPECT_REQUEST_CALLS calls), EXPECT_ALERT (the one alert rule firing).
 'use strict';
 
 const { chromium } = require('playwright-core');
@@ -84,6 +84,16 @@ async function checkRate(page, count, desc) {
   return r;
 }
 
+// The firing-alerts panel lists the rules the alerts endpoint says are firing, and only those.
+async function checkAlerts(page) {
+  const want = env('EXPECT_ALERT');
+  await page.waitForSelector('#alerts:not([hidden]) li', { timeout: 5000 }).catch(() => {});
+  const shown = await page.$$eval('#alerts:not([hidden]) li strong', (s) => s.map((e) => e.textContent));
+  check(`the firing-alerts panel shows ${want} only`, shown.join(',') === want, shown.join(',') || 'nothing');
+  const text = await page.$eval('#alerts li', (li) => li.textContent).catch(() => '');
+  check('a firing alert says its metric, threshold and window', /request_rate .* > 0\.001 over 3600 s/.test(text), text);
+}
+
 async function ready(page) {
   await page.waitForSelector('body[data-state="ready"]', { timeout: 15000 });
 }
@@ -149,6 +159,7 @@ async function main() {
     check(`chart ${id} is drawn`, drawn);
   }
   await checkBreakdown(page, 'last hour');
+  await checkAlerts(page);
   await checkRate(page, all.count, 'last hour');
   const cmpRows = await page.$$eval('#cmp-model table tbody tr', (trs) => trs.map((t) => t.cells[0].textContent));
   check('the model comparison lists both models', cmpRows.join(',') === 'llama3.1:8b,phi3:mini', cmpRows.join(','));

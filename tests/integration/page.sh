@@ -25,7 +25,7 @@ mkdir -p "$artefacts"
 
 am_fresh_db
 collector_start collector
-admin_start admin
+admin_start admin ADMIN_ALERT_INTERVAL_S=1 ADMIN_ALERT_WEBHOOK_RETRIES=0
 
 # Known metrics over the last 45 minutes: two models, two backends, three intents, every tenth
 # call an error, requests of three calls (classify, synthesize, validate).
@@ -53,6 +53,16 @@ out=$(http POST /api/llm-backends/metrics/batch -H 'Content-Type: application/js
 	--data-binary @"$AM_TEST_TMP/metrics.json")
 am_assert_eq "batch insert" 201 "$(http_status "$out")"
 
+# Two alert rules over the same calls: one fires (some calls in the last hour), one does not.
+for rule in '"name": "page-busy", "threshold": 0.001' '"name": "page-quiet", "threshold": 1000'; do
+	out=$(http POST /api/llm-backends/alerts -H 'Content-Type: application/json' --data "{$rule,
+		\"metric\": \"request_rate\", \"op\": \">\", \"window_seconds\": 3600,
+		\"webhook_url\": \"http://127.0.0.1:1/\"}")
+	am_assert_eq "alert rule created" 201 "$(http_status "$out")"
+done
+alert_firing() { [[ $(curl -fs "$ADMIN/api/llm-backends/alerts?state=firing" | jq -r 'map(.name) | join(",")') == page-busy ]]; }
+am_wait_for "alert page-busy firing" 30 alert_firing
+
 # An admin-api whose database is down, for the error state.
 down_port=$(am_free_port)
 am_bg admin-down env LISTEN_ADDR="127.0.0.1:$down_port" DATABASE_URL=postgresql://127.0.0.1:1/none \
@@ -72,6 +82,6 @@ am_assert_eq "unknown asset" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$ADM
 
 ADMIN=$ADMIN ADMIN_DOWN=http://127.0.0.1:$down_port COLLECTOR_BUS=$COLLECTOR_BUS \
 	LOAD_BIN=$AM_BIN_DIR/athena-metrics-load ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
-	EXPECT_COUNT=$count EXPECT_REQUEST=req-page-0 EXPECT_REQUEST_CALLS=3 \
+	EXPECT_COUNT=$count EXPECT_ALERT=page-busy EXPECT_REQUEST=req-page-0 EXPECT_REQUEST_CALLS=3 \
 	timeout 300 node "$browser_dir/page.test.js" || am_fail "browser checks failed (screenshots in $artefacts)"
 echo "screenshots: $artefacts"
