@@ -279,24 +279,13 @@ static int parse_rule(const struct am_http_request *req, bool create, struct rul
     } required[] = {
         {P_NAME, "name"},           {P_METRIC, "metric"},         {P_OP, "op"},
         {P_THRESHOLD, "threshold"}, {P_WINDOW, "window_seconds"}, {P_URL, "webhook_url"}};
-    json_error_t jerr;
     const char *key;
     json_t *v;
-    char text[160];
 
     memset(in, 0, sizeof *in);
     in->value[P_SCOPE_SET] = "false";
-    in->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!in->root) {
-        aa_ascii_copy(text, sizeof text, jerr.text);
-        snprintf(err, AA_ERR_MAX, "body is not valid JSON: %s (line %d, column %d)", text,
-                 jerr.line, jerr.column);
+    if (aa_body_object(req, &in->root, err))
         return AM_EINVAL;
-    }
-    if (!json_is_object(in->root)) {
-        snprintf(err, AA_ERR_MAX, "body must be a JSON object");
-        return AM_EINVAL;
-    }
     json_object_foreach(in->root, key, v)
     {
         if (take_field(in, key, v, err))
@@ -333,12 +322,7 @@ static void list_rules(struct aa_ctx *ctx, const struct am_http_request *req,
 static void get_rule(struct aa_ctx *ctx, const struct am_http_request *req,
                      struct am_http_response *resp, const char *arg)
 {
-    if (aa_parse_id(arg)) {
-        am_http_error(resp, 400, "id must be a positive whole number");
-        return;
-    }
-    const char *params[] = {arg};
-    aa_reply_query(ctx, req, resp, 200, sql_by_id, 1, params, "alert rule not found", NULL);
+    aa_reply_by_id(ctx, req, resp, arg, 200, sql_by_id, "alert rule not found");
 }
 
 /* POST (arg NULL) creates a rule; PUT .../{arg} changes the fields its body names. */
@@ -377,12 +361,7 @@ static void create_rule(struct aa_ctx *ctx, const struct am_http_request *req,
 static void delete_rule(struct aa_ctx *ctx, const struct am_http_request *req,
                         struct am_http_response *resp, const char *arg)
 {
-    if (aa_parse_id(arg)) {
-        am_http_error(resp, 400, "id must be a positive whole number");
-        return;
-    }
-    const char *params[] = {arg};
-    aa_reply_query(ctx, req, resp, 204, sql_delete, 1, params, "alert rule not found", NULL);
+    aa_reply_by_id(ctx, req, resp, arg, 204, sql_delete, "alert rule not found");
     if (resp->status == 204)
         AM_LOG_REQ(AM_LOG_INFO, req->request_id, "alerts: deleted rule %s", arg);
 }

@@ -4,6 +4,7 @@
 #include "am_error.h"
 #include "am_log.h"
 #include "am_prom.h"
+#include "params.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -218,4 +219,16 @@ void aa_reply_query(struct aa_ctx *ctx, const struct am_http_request *req,
     }
     PQclear(res);
     aa_pool_put(ctx->pool, conn);
+}
+
+void aa_reply_by_id(struct aa_ctx *ctx, const struct am_http_request *req,
+                    struct am_http_response *resp, const char *arg, int ok_status, const char *sql,
+                    const char *not_found)
+{
+    if (aa_parse_id(arg)) {
+        am_http_error(resp, 400, "id must be a positive whole number");
+        return;
+    }
+    const char *params[] = {arg};
+    aa_reply_query(ctx, req, resp, ok_status, sql, 1, params, not_found, NULL);
 }

@@ -61,6 +61,14 @@ void aa_reply_query(struct aa_ctx *ctx, const struct am_http_request *req,
                     struct am_http_response *resp, int ok_status, const char *sql, int nparams,
                     const char *const *params, const char *not_found, const char *conflict);
 
+/*
+ * aa_reply_query for a statement whose one parameter is the id in arg (a
+ * path segment): 400 when arg is not a positive whole number.
+ */
+void aa_reply_by_id(struct aa_ctx *ctx, const struct am_http_request *req,
+                    struct am_http_response *resp, const char *arg, int ok_status, const char *sql,
+                    const char *not_found);
+
 /* Replies ok_status with body taken over from b. */
 void aa_reply_buf(struct am_http_response *resp, int ok_status, struct am_buf *b);
 

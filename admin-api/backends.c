@@ -194,23 +194,13 @@ static int take_value(struct input *in, int i, json_t *v, char *err)
  */
 static int parse_input(const struct am_http_request *req, int create, struct input *in, char *err)
 {
-    json_error_t jerr;
     const char *key;
     json_t *v;
-    char text[160];
+    char text[64];
 
     memset(in, 0, sizeof *in);
-    in->root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!in->root) {
-        aa_ascii_copy(text, sizeof text, jerr.text);
-        snprintf(err, AA_ERR_MAX, "body is not valid JSON: %s (line %d, column %d)", text,
-                 jerr.line, jerr.column);
+    if (aa_body_object(req, &in->root, err))
         return AM_EINVAL;
-    }
-    if (!json_is_object(in->root)) {
-        snprintf(err, AA_ERR_MAX, "body must be a JSON object");
-        return AM_EINVAL;
-    }
     json_object_foreach(in->root, key, v)
     {
         int i, r;
@@ -224,7 +214,7 @@ static int parse_input(const struct am_http_request *req, int create, struct inp
         for (r = 0; read_only[r] && strcmp(key, read_only[r]); r++)
             ;
         if (!read_only[r]) {
-            aa_ascii_copy(text, 64, key);
+            aa_ascii_copy(text, sizeof text, key);
             snprintf(err, AA_ERR_MAX, "unknown field '%s'", text);
             return AM_EINVAL;
         }
@@ -321,12 +311,7 @@ static void list_backends(struct aa_ctx *ctx, const struct am_http_request *req,
 static void get_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                         struct am_http_response *resp, const char *arg)
 {
-    if (aa_parse_id(arg)) {
-        am_http_error(resp, 400, "id must be a positive whole number");
-        return;
-    }
-    const char *params[] = {arg};
-    aa_reply_query(ctx, req, resp, 200, sql_by_id, 1, params, "backend not found", NULL);
+    aa_reply_by_id(ctx, req, resp, arg, 200, sql_by_id, "backend not found");
 }
 
 static void get_backend_by_model(struct aa_ctx *ctx, const struct am_http_request *req,
@@ -408,12 +393,7 @@ out:
 static void delete_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                            struct am_http_response *resp, const char *arg)
 {
-    if (aa_parse_id(arg)) {
-        am_http_error(resp, 400, "id must be a positive whole number");
-        return;
-    }
-    const char *params[] = {arg};
-    aa_reply_query(ctx, req, resp, 204, sql_delete, 1, params, "backend not found", NULL);
+    aa_reply_by_id(ctx, req, resp, arg, 204, sql_delete, "backend not found");
     if (resp->status == 204)
         AM_LOG_REQ(AM_LOG_INFO, req->request_id, "backend registry: deleted id %s", arg);
 }
@@ -421,12 +401,7 @@ static void delete_backend(struct aa_ctx *ctx, const struct am_http_request *req
 static void toggle_backend(struct aa_ctx *ctx, const struct am_http_request *req,
                            struct am_http_response *resp, const char *arg)
 {
-    if (aa_parse_id(arg)) {
-        am_http_error(resp, 400, "id must be a positive whole number");
-        return;
-    }
-    const char *params[] = {arg};
-    aa_reply_query(ctx, req, resp, 200, sql_toggle, 1, params, "backend not found", NULL);
+    aa_reply_by_id(ctx, req, resp, arg, 200, sql_toggle, "backend not found");
     if (resp->status == 200)
         AM_LOG_REQ(AM_LOG_INFO, req->request_id, "backend registry: toggled id %s", arg);
 }

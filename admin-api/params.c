@@ -271,3 +271,24 @@ bool aa_http_url_ok(const char *s)
     bool scheme = (!strncmp(s, "http://", 7) && s[7]) || (!strncmp(s, "https://", 8) && s[8]);
     return scheme && aa_no_space(s);
 }
+
+int aa_body_object(const struct am_http_request *req, json_t **out, char *err)
+{
+    json_error_t jerr;
+    char text[160];
+
+    *out = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out) {
+        aa_ascii_copy(text, sizeof text, jerr.text);
+        snprintf(err, AA_ERR_MAX, "body is not valid JSON: %s (line %d, column %d)", text,
+                 jerr.line, jerr.column);
+        return AM_EINVAL;
+    }
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        snprintf(err, AA_ERR_MAX, "body must be a JSON object");
+        return AM_EINVAL;
+    }
+    return AM_OK;
+}

@@ -4,6 +4,8 @@
 
 #include "am_http.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,6 +42,13 @@ int aa_param_enum(const struct am_http_request *req, const char *name, const cha
 /* true/false/1/0; def when absent. */
 int aa_param_bool(const struct am_http_request *req, const char *name, bool def, bool *out,
                   char *err);
+
+/*
+ * Parses req's body as a JSON object (duplicate keys refused) into *out,
+ * freed with json_decref. AM_EINVAL with a one-line reason in err (invalid
+ * JSON, with where; not an object), *out then NULL.
+ */
+int aa_body_object(const struct am_http_request *req, json_t **out, char *err);
 
 /* Copies text to out (outlen bytes), replacing bytes outside printable ASCII with '?'. */
 void aa_ascii_copy(char *out, size_t outlen, const char *text);

@@ -1,5 +1,6 @@
 /* A background job of the admin-api: its own thread and database connection, run every period. */
 #include "periodic.h"
+#include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
 
@@ -29,13 +30,7 @@ bool aa_periodic_stopping(aa_periodic *job)
 bool aa_periodic_sleep(aa_periodic *job, int ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    am_clock_mono_deadline(&ts, ms);
     pthread_mutex_lock(&job->mu);
     while (!job->stopping && pthread_cond_timedwait(&job->wake, &job->mu, &ts) == 0)
         ;
@@ -70,8 +65,7 @@ static void *job_main(void *arg)
         if (conn)
             job->fn(job->arg, job, conn);
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += job->interval_s;
+        am_clock_mono_deadline(&ts, (int64_t)job->interval_s * 1000);
         pthread_mutex_lock(&job->mu);
         if (!job->stopping)
             pthread_cond_timedwait(&job->wake, &job->mu, &ts);

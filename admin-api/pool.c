@@ -1,5 +1,6 @@
 /* A fixed-size pool of PostgreSQL connections, opened lazily, reopened when broken. */
 #include "pool.h"
+#include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
 #include "am_prom.h"
@@ -75,13 +76,7 @@ static PGconn *connect_one(aa_pool *p)
 PGconn *aa_pool_get(aa_pool *p, int timeout_ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    am_clock_mono_deadline(&ts, timeout_ms);
 
     pthread_mutex_lock(&p->mu);
     bool waited = false;

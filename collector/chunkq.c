@@ -1,5 +1,6 @@
 /* A bounded FIFO of row chunks, with its bound covering chunks being written too. */
 #include "chunkq.h"
+#include "am_clock.h"
 #include "am_error.h"
 #include "stats.h"
 
@@ -78,13 +79,7 @@ size_t cl_chunkq_take(struct cl_chunkq *q, size_t max_rows, int timeout_ms, stru
     size_t n = 0, rows = 0;
     struct cl_chunk *first = NULL, *last = NULL;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    am_clock_mono_deadline(&ts, timeout_ms);
     pthread_mutex_lock(&q->mu);
     while (!q->head && !q->closed) {
         if (pthread_cond_timedwait(&q->nonempty, &q->mu, &ts) == ETIMEDOUT)

@@ -225,13 +225,7 @@ static bool past_deadline(cl_writer *w)
 static void nap(cl_writer *w, int ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    am_clock_mono_deadline(&ts, ms);
     pthread_mutex_lock(&w->mu);
     if (!atomic_load(&w->stopping)) {
         pthread_cond_timedwait(&w->wake, &w->mu, &ts);
