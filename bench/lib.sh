@@ -192,6 +192,7 @@ bench_collector_start() {
 	bench_bg "$COLLECTOR_LOG" env COLLECTOR_SPOOL_DIR="$BENCH_TMP/spool" \
 		"$BENCH_BIN/athena-collector" --database-url "$BENCH_DB_URL" \
 		--bus-listen "$COLLECTOR_BUS" --listen "127.0.0.1:$http_port" \
+		--replay-listen "tcp://127.0.0.1:$(am_free_port)" \
 		--shutdown-timeout-ms 5000 "$@"
 	COLLECTOR_PID=$BENCH_BG_PID
 	local deadline=$((SECONDS + 30))

@@ -6,6 +6,7 @@
 #include "am_log.h"
 #include "chunkq.h"
 #include "receiver.h"
+#include "replay.h"
 #include "spool.h"
 #include "stats.h"
 #include "writer.h"
@@ -21,6 +22,8 @@
 
 static const char *database_url;
 static const char *bus_listen;
+static const char *replay_listen;
+static long long replay_give_up_s;
 static const char *listen_addr;
 static long long queue_max_mib;
 static long long batch_rows;
@@ -39,6 +42,12 @@ static const struct am_setting settings[] = {
      "PostgreSQL connection URL", &database_url},
     {"bus-listen", "METRICS_BUS_LISTEN", AM_SET_STRING, "tcp://0.0.0.0:5556", 0, 0,
      "bus URL the SUB socket listens on", &bus_listen},
+    {"replay-listen", "METRICS_REPLAY_LISTEN", AM_SET_STRING, "tcp://0.0.0.0:5557", 0, 0,
+     "bus URL where publishers (METRICS_REPLAY_URLS) take requests to resend missing metrics "
+     "(empty: none)",
+     &replay_listen},
+    {"replay-give-up-s", "COLLECTOR_REPLAY_GIVE_UP_S", AM_SET_INT, "60", 1, 86400,
+     "how long missing metrics are asked for before they are counted lost", &replay_give_up_s},
     {"listen", "LISTEN_ADDR", AM_SET_STRING, "0.0.0.0:9100", 0, 0,
      "host:port for /health, /ready and /metrics", &listen_addr},
     {"queue-max-mib", "COLLECTOR_QUEUE_MAX_MIB", AM_SET_INT, "32", 1, 4096,
@@ -174,6 +183,7 @@ int main(int argc, char **argv)
 {
     struct cl_chunkq q;
     cl_spool *spool = NULL;
+    cl_replay *replay = NULL;
     cl_writer *writer = NULL;
     am_http_server *http = NULL;
     int status = 0;
@@ -182,11 +192,14 @@ int main(int argc, char **argv)
                    "Subscribes to the metric bus and stores every metric in PostgreSQL, once.");
     if (migrate_only)
         return run_migrations();
-    if (am_bus_url_tls(bus_listen)) {
-        /* Bad TLS files are a bad setting: say which and stop before starting anything. */
+    /* Bad TLS files are a bad setting: say which and stop before starting anything. */
+    const char *tls_urls[] = {bus_listen, replay_listen};
+    for (size_t i = 0; i < 2; i++) {
+        if (!am_bus_url_tls(tls_urls[i]))
+            continue;
         nng_tls_config *tls = NULL;
         char err[512];
-        if (am_bus_tls_config(&bus_tls, true, bus_listen, &tls, err, sizeof err) != AM_OK) {
+        if (am_bus_tls_config(&bus_tls, true, tls_urls[i], &tls, err, sizeof err) != AM_OK) {
             fprintf(stderr, "athena-collector: %s\n", err);
             return 2;
         }
@@ -209,8 +222,20 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     spool = open_spool();
+    struct cl_replay_config pcfg = {
+        .listen_url = replay_listen,
+        .tls = &bus_tls,
+        .give_up_s = (int)replay_give_up_s,
+    };
+    char err[512] = "";
+    if (cl_replay_open(&replay, &pcfg, err, sizeof err) != AM_OK) {
+        fprintf(stderr, "athena-collector: METRICS_REPLAY_LISTEN: %s\n", err);
+        cl_spool_close(spool);
+        return 2;
+    }
     if (am_http_start(&http, listen_addr, NULL, handle_http, NULL) != AM_OK) {
         fprintf(stderr, "athena-collector: cannot serve HTTP on %s\n", listen_addr);
+        cl_replay_close(replay);
         cl_spool_close(spool);
         return 2;
     }
@@ -221,6 +246,7 @@ int main(int argc, char **argv)
         .backoff_max_ms = (int)backoff_max_ms,
         .shutdown_timeout_ms = (int)shutdown_timeout_ms,
         .spool = spool,
+        .replay = replay,
     };
     if (cl_writer_start(&writer, &wcfg, &q) != AM_OK) {
         am_log_error("cannot start the writer");
@@ -233,6 +259,7 @@ int main(int argc, char **argv)
         .recvbuf = (int)recvbuf,
         .max_streams = (size_t)max_streams,
         .spool = spool,
+        .replay = replay,
     };
     am_log_info("athena-collector %s: http on %s", AM_VERSION, listen_addr);
     if (cl_receiver_run(&rcfg, &q, &stop) != AM_OK)
@@ -257,6 +284,7 @@ int main(int argc, char **argv)
                 (unsigned long long)atomic_load(&cl_stats.dropped_spool_error));
 out:
     am_http_stop(http);
+    cl_replay_close(replay);
     cl_spool_close(spool);
     cl_chunkq_destroy(&q);
     return status;

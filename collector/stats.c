@@ -46,9 +46,29 @@ void cl_stats_write(struct am_buf *b)
                    "Metrics missing from a publisher's sequence (never received).");
     am_prom_sample(b, "athena_collector_metrics_gap_total", NULL, LOAD(metrics_gap));
     am_prom_family(b, "athena_collector_metrics_gap_filled_total", "counter",
-                   "Metrics counted in a gap that arrived later after all (out of order); "
-                   "missing = gap_total - gap_filled_total.");
+                   "Metrics counted in a gap that arrived later after all (out of order, or "
+                   "resent on request); missing = gap_total - gap_filled_total.");
     am_prom_sample(b, "athena_collector_metrics_gap_filled_total", NULL, LOAD(metrics_gap_filled));
+    am_prom_family(b, "athena_collector_metrics_recovered_total", "counter",
+                   "Missing metrics that a publisher resent from its replay ring on request "
+                   "(also in gap_filled_total).");
+    am_prom_sample(b, "athena_collector_metrics_recovered_total", NULL, LOAD(metrics_recovered));
+    am_prom_family(b, "athena_collector_replay_requests_total", "counter",
+                   "Replay requests sent to publishers for missing metrics.");
+    am_prom_sample(b, "athena_collector_replay_requests_total", NULL, LOAD(replay_requests));
+    am_prom_family(b, "athena_collector_metrics_gone_total", "counter",
+                   "Missing metrics lost for good: their publisher no longer holds them.");
+    am_prom_sample(b, "athena_collector_metrics_gone_total", NULL, LOAD(replay_gone));
+    am_prom_family(b, "athena_collector_metrics_given_up_total", "counter",
+                   "Missing metrics lost for good: unanswered for COLLECTOR_REPLAY_GIVE_UP_S, or "
+                   "past the holes tracked per stream.");
+    am_prom_sample(b, "athena_collector_metrics_given_up_total", NULL, LOAD(replay_given_up));
+    am_prom_gauge(b, "athena_collector_metrics_gap_pending",
+                  "Missing metrics still asked for: gap - gap_filled - gone - given_up.",
+                  LOAD(gap_pending));
+    am_prom_family(b, "athena_collector_stream_notices_total", "counter",
+                   "Stream notices (heartbeats, gone ranges) received from publishers.");
+    am_prom_sample(b, "athena_collector_stream_notices_total", NULL, LOAD(notices_received));
 
     am_prom_family(b, "athena_collector_metrics_dropped_total", "counter",
                    "Metrics received but not stored, by reason.");

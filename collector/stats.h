@@ -20,6 +20,12 @@ struct cl_stats {
     _Atomic uint64_t metrics_duplicate;
     _Atomic uint64_t metrics_gap;
     _Atomic uint64_t metrics_gap_filled;
+    _Atomic uint64_t metrics_recovered;
+    _Atomic uint64_t replay_requests;
+    _Atomic uint64_t replay_gone;
+    _Atomic uint64_t replay_given_up;
+    _Atomic uint64_t gap_pending;
+    _Atomic uint64_t notices_received;
     _Atomic uint64_t dropped_queue_full;
     _Atomic uint64_t dropped_rejected;
     _Atomic uint64_t dropped_shutdown;

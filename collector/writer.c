@@ -303,10 +303,11 @@ static const char last_stored_sql[] = "SELECT max(seq) AS last FROM llm_performa
 
 /*
  * For each committed chunk that opens a stream past seq 0 (see struct
- * cl_chunk), counts the metrics between the stream's last stored sequence
- * number and the chunk as a gap. Rows of a stream are committed in the
- * order they arrived, so nothing of this stream below the chunk is still on
- * its way through this collector. A stream with nothing stored is new here.
+ * cl_chunk), reports the metrics between the stream's last stored sequence
+ * number and the chunk as a gap, to be counted and asked for. Rows of a
+ * stream are committed in the order they arrived, so nothing of this
+ * stream below the chunk is still on its way through this collector. A
+ * stream with nothing stored is new here.
  */
 static void check_gaps(cl_writer *w, const struct cl_chunk *list)
 {
@@ -327,12 +328,9 @@ static void check_gaps(cl_writer *w, const struct cl_chunk *list)
         int col = PQfnumber(res, "last");
         if (!PQgetisnull(res, 0, col)) {
             long long next = strtoll(PQgetvalue(res, 0, col), NULL, 10) + 1;
-            if (next < c->check_seq) {
-                atomic_fetch_add(&cl_stats.metrics_gap, (uint64_t)(c->check_seq - next));
-                am_log_warn("gap in %s epoch %s: %lld metrics missing from seq %lld (before "
-                            "this run's first message of the stream)",
-                            c->check_source_id, epoch, (long long)c->check_seq - next, next);
-            }
+            if (next < c->check_seq)
+                cl_replay_report_gap(w->cfg.replay, c->check_source_id, c->check_epoch, next,
+                                     c->check_seq);
         }
         PQclear(res);
     }
@@ -352,6 +350,13 @@ static bool write_list(cl_writer *w, struct cl_chunk **listp, struct cl_chunkq *
     for (;;) {
         if (ensure_connected(w) != AM_OK)
             return false;
+        if (rows == 0) {
+            /* Only look-ups (a stream first seen by its heartbeat): nothing to commit. */
+            check_gaps(w, list);
+            release_all(q, list);
+            *listp = NULL;
+            return true;
+        }
         uint64_t inserted = 0;
         int64_t t0 = am_clock_mono_ns();
         int rc = write_txn(w, list, rows, &inserted);
@@ -405,6 +410,8 @@ static void give_up(cl_writer *w, struct cl_chunk *list, struct cl_chunkq *q)
 
     for (;;) {
         for (struct cl_chunk *c = list; c; c = c->next) {
+            if (c->nrows == 0)
+                continue; /* a look-up only; the next run's first message makes its own */
             int rc = w->cfg.spool ? cl_spool_append(w->cfg.spool, c) : AM_ECLOSED;
             if (rc == AM_OK) {
                 spooled += c->nrows;

@@ -3,6 +3,7 @@
 #define CL_WRITER_H
 
 #include "chunkq.h"
+#include "replay.h"
 #include "spool.h"
 
 #include <libpq-fe.h>
@@ -15,6 +16,7 @@ struct cl_writer_config {
     int backoff_max_ms;      /* reconnect backoff cap */
     int shutdown_timeout_ms; /* how long stop keeps trying to flush */
     cl_spool *spool;         /* replayed when the queue is empty; NULL: no spool */
+    cl_replay *replay;       /* told of the gaps found below a stream's first message */
 };
 
 /*

@@ -206,12 +206,14 @@ static size_t put_varint(uint8_t *out, uint64_t v)
 }
 
 size_t am_frame_header(uint8_t *out, size_t cap, const char *source_id, int64_t epoch,
-                       int64_t first_seq)
+                       int64_t first_seq, bool replay)
 {
     Athena__Metrics__MetricBatch pb = ATHENA__METRICS__METRIC_BATCH__INIT;
     pb.source_id = STR(source_id);
     pb.epoch = epoch;
     pb.first_seq = first_seq;
+    pb.has_replay = replay;
+    pb.replay = replay;
     size_t need = 4 + athena__metrics__metric_batch__get_packed_size(&pb);
     if (need > cap)
         return 0;

@@ -59,10 +59,11 @@ int am_metric_pack(const struct am_metric *m, uint8_t *out, size_t cap, size_t *
 
 /*
  * Writes the start of a bus message into out: the magic and the batch
- * header. Returns the bytes written, 0 when cap is too small.
+ * header, marked as resent from the replay ring when replay is true.
+ * Returns the bytes written, 0 when cap is too small.
  */
 size_t am_frame_header(uint8_t *out, size_t cap, const char *source_id, int64_t epoch,
-                       int64_t first_seq);
+                       int64_t first_seq, bool replay);
 
 /*
  * Appends one packed metric (from am_metric_pack) as an element of the

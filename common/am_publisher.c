@@ -1,16 +1,23 @@
-/* The metric publisher: a bounded queue drained by a sender thread onto an NNG PUB socket. */
+/*
+ * The metric publisher: a bounded queue drained by a sender thread onto an
+ * NNG PUB socket, and a replay ring of sent metrics that a second thread
+ * resends when a collector asks for them on the replay socket.
+ */
 #include "am_publisher.h"
 #include "am_clock.h"
 #include "am_config.h"
 #include "am_error.h"
 #include "am_log.h"
 #include "am_prom.h"
+#include "am_replay.h"
 
 #include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +29,14 @@
 struct record {
     uint8_t *data;
     uint32_t len;
-    int64_t enq_ns;
+    union {
+        int64_t enq_ns; /* in the queue: when it was accepted */
+        int64_t seq;    /* in the replay ring: its sequence number */
+    };
 };
+
+/* What one metric costs in the replay ring besides its bytes (the slot and malloc's overhead). */
+#define REPLAY_OVERHEAD 48
 
 struct am_publisher {
     struct am_publisher_config cfg;
@@ -48,6 +61,22 @@ struct am_publisher {
     bool sending; /* the sender holds popped records not yet counted */
 
     struct am_publisher_stats st; /* counters, guarded by mu */
+
+    /*
+     * The replay ring: metrics handed to the bus, in sequence order, guarded
+     * by rmu (never taken with mu, so am_publisher_send never waits on it).
+     */
+    pthread_mutex_t rmu;
+    struct record *rring;
+    size_t rcap, rhead, rcount, rbytes;
+    int64_t sent_end;              /* one past the last sequence number handed to the bus */
+    struct am_publisher_stats rst; /* the replay counters, guarded by rmu */
+    bool replay;                   /* the ring and the replay socket are in use */
+    nng_socket rsock;
+    bool rsock_open;
+    pthread_t rthread;
+    bool rthread_started;
+    atomic_bool rstop;
 };
 
 void am_publisher_config_init(struct am_publisher_config *cfg)
@@ -61,6 +90,8 @@ void am_publisher_config_init(struct am_publisher_config *cfg)
     cfg->batch_ms = 50;
     cfg->linger_ms = 2000;
     cfg->sendbuf = 8192;
+    cfg->replay_max_bytes = 16u << 20;
+    cfg->heartbeat_ms = 1000;
 }
 
 void am_publisher_settings_apply(const struct am_publisher_settings *s,
@@ -71,6 +102,8 @@ void am_publisher_settings_apply(const struct am_publisher_settings *s,
     cfg->batch_max = (unsigned)s->batch_max;
     cfg->batch_ms = (unsigned)s->batch_ms;
     cfg->linger_ms = (unsigned)s->linger_ms;
+    cfg->replay_max_bytes = (size_t)s->replay_max_mib << 20;
+    cfg->replay_urls = s->replay_urls;
     cfg->tls = s->tls;
 }
 
@@ -180,6 +213,116 @@ static void deadline_in(struct timespec *ts, int64_t ns_from_now)
     ts->tv_nsec = ns % 1000000000;
 }
 
+/* Bytes of a bus message's header at most, before its metrics. */
+static size_t frame_overhead(const am_publisher *pub)
+{
+    return 4 + 16 + strlen(pub->st.source_id) + 32;
+}
+
+/*
+ * Encodes recs[(start + k) % cap] for k < n as one bus message whose first
+ * sequence number is first_seq, and sends it without waiting. The records
+ * stay the caller's. Returns 0 or an NNG error (logged).
+ */
+static int send_frame(am_publisher *pub, const struct record *recs, size_t cap, size_t start,
+                      size_t n, int64_t first_seq, bool replay)
+{
+    size_t total = frame_overhead(pub);
+    for (size_t i = 0; i < n; i++)
+        total += recs[(start + i) % cap].len + 11;
+
+    nng_msg *msg = NULL;
+    int rv = nng_msg_alloc(&msg, total);
+    if (rv != 0) {
+        am_log_error("bus message allocation failed: %s", nng_strerror(rv));
+        return rv;
+    }
+    uint8_t *body = nng_msg_body(msg);
+    size_t used = am_frame_header(body, total, pub->st.source_id, pub->st.epoch, first_seq, replay);
+    for (size_t i = 0; i < n && used; i++) {
+        const struct record *r = &recs[(start + i) % cap];
+        size_t w = am_frame_metric(body + used, total - used, r->data, r->len);
+        used = w ? used + w : 0;
+    }
+    if (used) {
+        nng_msg_chop(msg, total - used);
+        rv = nng_sendmsg(pub->sock, msg, NNG_FLAG_NONBLOCK);
+        if (rv != 0)
+            am_log_warn("bus send of %zu metrics failed: %s", n, nng_strerror(rv));
+    } else {
+        rv = NNG_EINVAL;
+        am_log_error("bus frame of %zu metrics did not fit %zu bytes", n, total);
+    }
+    if (rv != 0)
+        nng_msg_free(msg);
+    return rv;
+}
+
+/* Forgets the replay ring's oldest metric; rmu held. */
+static void ring_evict(am_publisher *pub)
+{
+    struct record *r = &pub->rring[pub->rhead];
+    pub->rbytes -= r->len + REPLAY_OVERHEAD;
+    free(r->data);
+    r->data = NULL;
+    pub->rhead = (pub->rhead + 1) % pub->rcap;
+    pub->rcount--;
+}
+
+/* Room for one more metric in the replay ring: grows it, or forgets the oldest; rmu held. */
+static bool ring_make_room(am_publisher *pub)
+{
+    if (pub->rcount < pub->rcap)
+        return true;
+    size_t ncap = pub->rcap ? pub->rcap * 2 : 1024;
+    struct record *grown = malloc(ncap * sizeof *grown);
+    if (grown) {
+        for (size_t i = 0; i < pub->rcount; i++)
+            grown[i] = pub->rring[(pub->rhead + i) % pub->rcap];
+        free(pub->rring);
+        pub->rring = grown;
+        pub->rcap = ncap;
+        pub->rhead = 0;
+        return true;
+    }
+    if (pub->rcount == 0)
+        return false;
+    ring_evict(pub);
+    return true;
+}
+
+/*
+ * Takes the n records of batch (sequence numbers first_seq onwards) after
+ * the sender handed them to the bus (sent true) or failed to: kept in the
+ * replay ring when sent, freed otherwise. Either way the stream has moved
+ * past them, which the next heartbeat announces.
+ */
+static void ring_keep(am_publisher *pub, struct record *batch, size_t n, int64_t first_seq,
+                      bool sent)
+{
+    pthread_mutex_lock(&pub->rmu);
+    pub->sent_end = first_seq + (int64_t)n;
+    for (size_t i = 0; i < n; i++) {
+        size_t cost = batch[i].len + REPLAY_OVERHEAD;
+        if (!sent || !pub->replay || cost > pub->cfg.replay_max_bytes) {
+            free(batch[i].data);
+            continue;
+        }
+        while (pub->rcount > 0 && pub->rbytes + cost > pub->cfg.replay_max_bytes)
+            ring_evict(pub);
+        if (!ring_make_room(pub)) {
+            free(batch[i].data);
+            continue;
+        }
+        struct record *r = &pub->rring[(pub->rhead + pub->rcount) % pub->rcap];
+        *r = (struct record){
+            .data = batch[i].data, .len = batch[i].len, .seq = first_seq + (int64_t)i};
+        pub->rcount++;
+        pub->rbytes += cost;
+    }
+    pthread_mutex_unlock(&pub->rmu);
+}
+
 /*
  * Pops up to batch_max records (bounded by the frame size), encodes them as
  * one bus message and sends it. Called with mu held; drops it while encoding
@@ -188,7 +331,7 @@ static void deadline_in(struct timespec *ts, int64_t ns_from_now)
 static void send_batch(am_publisher *pub, struct record *batch)
 {
     size_t n = 0;
-    size_t total = 4 + 16 + strlen(pub->st.source_id) + 32;
+    size_t total = frame_overhead(pub);
     while (n < pub->count && n < pub->cfg.batch_max) {
         struct record *r = &pub->ring[(pub->head + n) % pub->cfg.queue_max];
         if (n > 0 && total + r->len + 11 > AM_FRAME_MAX)
@@ -207,32 +350,8 @@ static void send_batch(am_publisher *pub, struct record *batch)
     pub->sending = true;
     pthread_mutex_unlock(&pub->mu);
 
-    nng_msg *msg = NULL;
-    int rv = nng_msg_alloc(&msg, total);
-    size_t used = 0;
-    if (rv == 0) {
-        uint8_t *body = nng_msg_body(msg);
-        used = am_frame_header(body, total, pub->st.source_id, pub->st.epoch, first_seq);
-        for (size_t i = 0; i < n && used; i++) {
-            size_t w = am_frame_metric(body + used, total - used, batch[i].data, batch[i].len);
-            used = w ? used + w : 0;
-        }
-        if (used) {
-            nng_msg_chop(msg, total - used);
-            rv = nng_sendmsg(pub->sock, msg, NNG_FLAG_NONBLOCK);
-            if (rv != 0)
-                am_log_warn("bus send of %zu metrics failed: %s", n, nng_strerror(rv));
-        } else {
-            rv = NNG_EINVAL;
-            am_log_error("bus frame of %zu metrics did not fit %zu bytes", n, total);
-        }
-        if (rv != 0)
-            nng_msg_free(msg);
-    } else {
-        am_log_error("bus message allocation failed: %s", nng_strerror(rv));
-    }
-    for (size_t i = 0; i < n; i++)
-        free(batch[i].data);
+    int rv = send_frame(pub, batch, n, 0, n, first_seq, false);
+    ring_keep(pub, batch, n, first_seq, rv == 0);
 
     pthread_mutex_lock(&pub->mu);
     pub->sending = false;
@@ -311,6 +430,154 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
+/* Sends one stream notice on the data socket; gone ranges at most AM_REPLAY_MAX_RANGES. */
+static void send_notice(am_publisher *pub, int64_t next_seq, const struct am_seq_range *gone,
+                        size_t ngone)
+{
+    uint8_t buf[AM_REPLAY_MSG_MAX];
+    size_t len =
+        am_notice_encode(buf, sizeof buf, pub->st.source_id, pub->st.epoch, next_seq, gone, ngone);
+    if (len == 0 || nng_send(pub->sock, buf, len, NNG_FLAG_NONBLOCK) != 0)
+        am_log_debug("a stream notice was not sent");
+}
+
+/* Gone ranges gathered while serving one request, sent in notices of AM_REPLAY_MAX_RANGES. */
+struct gone_list {
+    struct am_seq_range r[AM_REPLAY_MAX_RANGES];
+    size_t n;
+    uint64_t metrics;
+};
+
+static void gone_add(am_publisher *pub, struct gone_list *g, int64_t from, int64_t to)
+{
+    if (from >= to)
+        return;
+    if (g->n == AM_REPLAY_MAX_RANGES) {
+        send_notice(pub, -1, g->r, g->n);
+        g->n = 0;
+    }
+    g->r[g->n++] = (struct am_seq_range){from, to};
+    g->metrics += (uint64_t)(to - from);
+}
+
+/* Logical index of the first record of the ring with seq >= want; rmu held. */
+static size_t ring_lower_bound(const am_publisher *pub, int64_t want)
+{
+    size_t lo = 0, hi = pub->rcount;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pub->rring[(pub->rhead + mid) % pub->rcap].seq < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Resends what the ring holds of [from, to) in runs of consecutive sequence
+ * numbers, at most batch_max metrics and one frame each, and adds the rest
+ * to g; rmu held. Sequence numbers not yet handed to the bus are neither:
+ * they are still on their way.
+ */
+static void resend_range(am_publisher *pub, int64_t from, int64_t to, struct gone_list *g)
+{
+    if (to > pub->sent_end)
+        to = pub->sent_end;
+    size_t i = ring_lower_bound(pub, from);
+    int64_t cur = from;
+    while (cur < to) {
+        int64_t next = i < pub->rcount ? pub->rring[(pub->rhead + i) % pub->rcap].seq : to;
+        if (next >= to) {
+            gone_add(pub, g, cur, to);
+            break;
+        }
+        gone_add(pub, g, cur, next);
+        cur = next;
+        size_t n = 0, bytes = frame_overhead(pub);
+        while (i + n < pub->rcount && n < pub->cfg.batch_max) {
+            const struct record *x = &pub->rring[(pub->rhead + i + n) % pub->rcap];
+            if (x->seq != cur + (int64_t)n || x->seq >= to ||
+                (n > 0 && bytes + x->len + 11 > AM_FRAME_MAX))
+                break;
+            bytes += x->len + 11;
+            n++;
+        }
+        if (send_frame(pub, pub->rring, pub->rcap, (pub->rhead + i) % pub->rcap, n, cur, true) == 0)
+            pub->rst.resent += n;
+        i += n;
+        cur += (int64_t)n;
+    }
+}
+
+/* Answers one replay request: resends what the ring holds, announces the rest gone. */
+static void serve_request(am_publisher *pub, const uint8_t *data, size_t len)
+{
+    Athena__Metrics__ReplayRequest *req = NULL;
+    const char *why = NULL;
+    struct gone_list g;
+
+    g.n = 0;
+    g.metrics = 0;
+    if (am_request_decode(data, len, &req, &why) != AM_OK) {
+        pthread_mutex_lock(&pub->rmu);
+        pub->rst.replay_malformed++;
+        pthread_mutex_unlock(&pub->rmu);
+        am_log_debug("refused a replay request of %zu bytes: %s", len, why);
+        return;
+    }
+    pthread_mutex_lock(&pub->rmu);
+    pub->rst.replay_requests++;
+    for (size_t i = 0; i < req->n_ranges; i++) {
+        int64_t from = req->ranges[i]->from, to = req->ranges[i]->to;
+        /* Another epoch of this source id is an earlier run: nothing of it is left here. */
+        if (req->epoch != pub->st.epoch)
+            gone_add(pub, &g, from, to);
+        else
+            resend_range(pub, from, to, &g);
+    }
+    pub->rst.gone += g.metrics;
+    pthread_mutex_unlock(&pub->rmu);
+    if (g.n > 0)
+        send_notice(pub, -1, g.r, g.n);
+    if (g.metrics > 0)
+        am_log_warn("a collector asked for %llu metrics of epoch %lld no longer held for replay",
+                    (unsigned long long)g.metrics, (long long)req->epoch);
+    athena__metrics__replay_request__free_unpacked(req, NULL);
+}
+
+/*
+ * The replay thread: serves requests as they come and announces, every
+ * heartbeat_ms, how far the stream has been sent, so that a collector
+ * notices metrics lost at the end of a stream with nothing sent after them.
+ */
+static void *replay_main(void *arg)
+{
+    am_publisher *pub = arg;
+    int64_t beat_ns = (int64_t)(pub->cfg.heartbeat_ms ? pub->cfg.heartbeat_ms : 1000) * 1000000;
+    int64_t next_beat = am_clock_mono_ns() + beat_ns;
+
+    while (!atomic_load(&pub->rstop)) {
+        nng_msg *msg = NULL;
+        int rv = nng_recvmsg(pub->rsock, &msg, 0);
+        if (rv == 0) {
+            serve_request(pub, nng_msg_body(msg), nng_msg_len(msg));
+            nng_msg_free(msg);
+        } else if (rv != NNG_ETIMEDOUT && rv != NNG_ECLOSED) {
+            am_log_debug("replay receive failed: %s", nng_strerror(rv));
+        }
+        if (am_clock_mono_ns() >= next_beat) {
+            pthread_mutex_lock(&pub->rmu);
+            int64_t end = pub->sent_end;
+            pthread_mutex_unlock(&pub->rmu);
+            if (end > 0)
+                send_notice(pub, end, NULL, 0);
+            next_beat = am_clock_mono_ns() + beat_ns;
+        }
+    }
+    return NULL;
+}
+
 static void default_source_id(char *out, size_t cap)
 {
     char host[128] = "localhost";
@@ -328,7 +595,7 @@ static int64_t random_epoch(void)
     return v ? (int64_t)v : 1;
 }
 
-static int dial_all(am_publisher *pub, const char *urls)
+static int dial_all(am_publisher *pub, nng_socket sock, const char *urls)
 {
     char *copy = strdup(urls);
     char *items[64];
@@ -343,13 +610,39 @@ static int dial_all(am_publisher *pub, const char *urls)
     }
     for (size_t i = 0; i < n && rc == AM_OK; i++) {
         char err[512];
-        if (am_bus_dial(pub->sock, items[i], &pub->cfg.tls, err, sizeof err) != AM_OK) {
+        if (am_bus_dial(sock, items[i], &pub->cfg.tls, err, sizeof err) != AM_OK) {
             am_log_error("publisher: %s", err);
             rc = AM_EINVAL;
         }
     }
     free(copy);
     return rc;
+}
+
+/* Opens the replay socket: a SUB socket that dials every replay URL, for requests to this source.
+ */
+static int open_replay(am_publisher *pub, const char *urls)
+{
+    int rv;
+    if ((rv = nng_sub0_open(&pub->rsock)) != 0) {
+        am_log_error("publisher: cannot open the replay SUB socket: %s", nng_strerror(rv));
+        return AM_ENET;
+    }
+    pub->rsock_open = true;
+    /* The topic is the source id and its NUL, so "gw" does not also receive "gw2"'s requests. */
+    nng_socket_set(pub->rsock, NNG_OPT_SUB_SUBSCRIBE, pub->st.source_id,
+                   strlen(pub->st.source_id) + 1);
+    nng_socket_set_size(pub->rsock, NNG_OPT_RECVMAXSZ, 2 * AM_REPLAY_MSG_MAX);
+    nng_socket_set_ms(pub->rsock, NNG_OPT_RECVTIMEO, 100);
+    nng_socket_set_ms(pub->rsock, NNG_OPT_RECONNMINT, 100);
+    nng_socket_set_ms(pub->rsock, NNG_OPT_RECONNMAXT, 2000);
+    int rc = dial_all(pub, pub->rsock, urls);
+    if (rc != AM_OK)
+        return rc;
+    if (pthread_create(&pub->rthread, NULL, replay_main, pub) != 0)
+        return AM_ENOMEM;
+    pub->rthread_started = true;
+    return AM_OK;
 }
 
 int am_publisher_open(am_publisher **out, const struct am_publisher_config *cfg)
@@ -366,6 +659,10 @@ int am_publisher_open(am_publisher **out, const struct am_publisher_config *cfg)
         return AM_EINVAL;
     }
     pthread_mutex_init(&pub->mu, NULL);
+    pthread_mutex_init(&pub->rmu, NULL);
+    atomic_init(&pub->rstop, false);
+    pub->replay = pub->cfg.replay_max_bytes > 0 && pub->cfg.replay_urls && *pub->cfg.replay_urls;
+    pub->cfg.replay_urls = NULL;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -401,15 +698,17 @@ int am_publisher_open(am_publisher **out, const struct am_publisher_config *cfg)
     nng_socket_set_ms(pub->sock, NNG_OPT_RECONNMAXT, 2000);
     nng_pipe_notify(pub->sock, NNG_PIPE_EV_ADD_POST, on_pipe, pub);
     nng_pipe_notify(pub->sock, NNG_PIPE_EV_REM_POST, on_pipe, pub);
-    if ((rc = dial_all(pub, cfg->urls ? cfg->urls : "")) != AM_OK)
+    if ((rc = dial_all(pub, pub->sock, cfg->urls ? cfg->urls : "")) != AM_OK)
+        goto out;
+    if (pub->replay && (rc = open_replay(pub, cfg->replay_urls)) != AM_OK)
         goto out;
     if (pthread_create(&pub->thread, NULL, sender_main, pub) != 0) {
         rc = AM_ENOMEM;
         goto out;
     }
     pub->thread_started = true;
-    am_log_info("publisher %s epoch %lld dialling %s", pub->st.source_id, (long long)pub->st.epoch,
-                cfg->urls);
+    am_log_info("publisher %s epoch %lld dialling %s (replay: %s)", pub->st.source_id,
+                (long long)pub->st.epoch, cfg->urls, pub->replay ? cfg->replay_urls : "off");
     *out = pub;
     return AM_OK;
 
@@ -446,6 +745,14 @@ void am_publisher_stats(am_publisher *pub, struct am_publisher_stats *st)
     st->held_bytes = pub->bytes;
     st->subscribers = pub->subscribers;
     pthread_mutex_unlock(&pub->mu);
+    pthread_mutex_lock(&pub->rmu);
+    st->replay_requests = pub->rst.replay_requests;
+    st->replay_malformed = pub->rst.replay_malformed;
+    st->resent = pub->rst.resent;
+    st->gone = pub->rst.gone;
+    st->replay_held = pub->rcount;
+    st->replay_held_bytes = pub->rbytes;
+    pthread_mutex_unlock(&pub->rmu);
 }
 
 void am_publisher_write_prom(am_publisher *pub, struct am_buf *b, const char *prefix)
@@ -483,6 +790,20 @@ void am_publisher_write_prom(am_publisher *pub, struct am_buf *b, const char *pr
     am_prom_gauge(b, name, "Bytes in the publish queue now.", (double)st.held_bytes);
     snprintf(name, sizeof name, "%s_bus_subscribers", prefix);
     am_prom_gauge(b, name, "Collectors connected to the publisher now.", st.subscribers);
+    snprintf(name, sizeof name, "%s_replay_requests_total", prefix);
+    am_prom_counter(b, name, "Replay requests from collectors served.", st.replay_requests);
+    snprintf(name, sizeof name, "%s_replay_requests_malformed_total", prefix);
+    am_prom_counter(b, name, "Replay requests refused as malformed.", st.replay_malformed);
+    snprintf(name, sizeof name, "%s_metrics_resent_total", prefix);
+    am_prom_counter(b, name, "Metrics resent from the replay ring.", st.resent);
+    snprintf(name, sizeof name, "%s_metrics_gone_total", prefix);
+    am_prom_counter(b, name, "Requested metrics no longer in the replay ring, announced gone.",
+                    st.gone);
+    snprintf(name, sizeof name, "%s_replay_held", prefix);
+    am_prom_gauge(b, name, "Sent metrics kept in the replay ring now.", (double)st.replay_held);
+    snprintf(name, sizeof name, "%s_replay_held_bytes", prefix);
+    am_prom_gauge(b, name, "Bytes of the replay ring now, with per-metric overhead.",
+                  (double)st.replay_held_bytes);
 }
 
 void am_publisher_close(am_publisher *pub, struct am_publisher_stats *final)
@@ -496,6 +817,12 @@ void am_publisher_close(am_publisher *pub, struct am_publisher_stats *final)
         pthread_mutex_unlock(&pub->mu);
         pthread_join(pub->thread, NULL);
     }
+    if (pub->rthread_started) {
+        atomic_store(&pub->rstop, true);
+        pthread_join(pub->rthread, NULL);
+    }
+    if (pub->rsock_open)
+        nng_close(pub->rsock);
     if (pub->sock_open)
         nng_close(pub->sock);
     if (final)
@@ -505,6 +832,10 @@ void am_publisher_close(am_publisher *pub, struct am_publisher_stats *final)
             free(pub->ring[(pub->head + i) % pub->cfg.queue_max].data);
         free(pub->ring);
     }
+    while (pub->rcount > 0)
+        ring_evict(pub);
+    free(pub->rring);
+    pthread_mutex_destroy(&pub->rmu);
     pthread_cond_destroy(&pub->work);
     pthread_cond_destroy(&pub->empty);
     pthread_mutex_destroy(&pub->mu);

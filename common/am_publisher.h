@@ -1,4 +1,7 @@
-/* The metric publisher: a bounded queue in front of an NNG PUB socket. */
+/*
+ * The metric publisher: a bounded queue in front of an NNG PUB socket, and a
+ * bounded replay ring of what was sent, resent when a collector asks.
+ */
 #ifndef AM_PUBLISHER_H
 #define AM_PUBLISHER_H
 
@@ -23,6 +26,14 @@ struct am_publisher_config {
     unsigned linger_ms; /* on close, time allowed to reach a subscriber and drain (default 2000) */
     int sendbuf;        /* NNG_OPT_SENDBUF, messages per subscriber (default 8192) */
     struct am_bus_tls tls; /* for tls+tcp:// URLs (METRICS_BUS_TLS_*); unset by default */
+    /*
+     * Collectors' replay request URLs to dial (METRICS_REPLAY_URLS); NULL or
+     * empty: no replay, sent metrics are freed at once (the default here;
+     * services get tcp://127.0.0.1:5557 from their settings).
+     */
+    const char *replay_urls;
+    size_t replay_max_bytes; /* sent metrics kept to resend (default 16 MiB); 0: no replay */
+    unsigned heartbeat_ms;   /* how often the stream's progress is announced (default 1000) */
 };
 
 /* Fills cfg with the defaults above (enabled, tcp://127.0.0.1:5556). */
@@ -35,15 +46,17 @@ struct am_publisher_settings {
     long long batch_max;
     long long batch_ms;
     long long linger_ms;
+    long long replay_max_mib;
+    const char *replay_urls;
     struct am_bus_tls tls;
 };
 
 /*
  * Rows of a service's settings table (am_config.h) for the publisher, the
  * same in every service: METRICS_ENABLED, METRICS_QUEUE_MAX,
- * METRICS_BATCH_MAX, METRICS_BATCH_MS, METRICS_LINGER_MS and the bus's TLS
- * files (METRICS_BUS_TLS_CA, _CERT, _KEY). s is a struct
- * am_publisher_settings; the bus URLs stay a row of the service's own.
+ * METRICS_BATCH_MAX, METRICS_BATCH_MS, METRICS_LINGER_MS, the replay ring's
+ * METRICS_REPLAY_MAX_MIB and METRICS_REPLAY_URLS, and the bus's TLS files (METRICS_BUS_TLS_CA,
+ * _CERT, _KEY). s is a struct am_publisher_settings; the bus URLs stay a row of the service's own.
  */
 #define AM_PUBLISHER_SETTINGS(s)                                                                   \
     {"metrics-enabled",                                                                            \
@@ -81,6 +94,24 @@ struct am_publisher_settings {
          3600000,                                                                                  \
          "at shutdown, how long to wait for a collector and for the queue to drain",               \
          &(s).linger_ms},                                                                          \
+        {"metrics-replay-max-mib",                                                                 \
+         "METRICS_REPLAY_MAX_MIB",                                                                 \
+         AM_SET_INT,                                                                               \
+         "16",                                                                                     \
+         0,                                                                                        \
+         4096,                                                                                     \
+         "memory for metrics already sent, kept to resend what a collector asks for again; "       \
+         "past it the oldest are forgotten (0: no replay)",                                        \
+         &(s).replay_max_mib},                                                                     \
+        {"metrics-replay-urls",                                                                    \
+         "METRICS_REPLAY_URLS",                                                                    \
+         AM_SET_STRING,                                                                            \
+         "tcp://127.0.0.1:5557",                                                                   \
+         0,                                                                                        \
+         0,                                                                                        \
+         "comma-separated replay URLs of the collectors (their METRICS_REPLAY_LISTEN), where "     \
+         "they ask for missing metrics (empty: no replay)",                                        \
+         &(s).replay_urls},                                                                        \
         AM_BUS_TLS_SETTINGS((s).tls)
 
 /*
@@ -105,6 +136,12 @@ struct am_publisher_stats {
     uint64_t dropped_shutdown;      /* still held when close gave up */
     uint64_t held;                  /* in the queue now */
     uint64_t held_bytes;
+    uint64_t replay_requests;  /* replay requests served */
+    uint64_t replay_malformed; /* replay requests refused as malformed */
+    uint64_t resent;           /* metrics resent from the replay ring */
+    uint64_t gone;             /* requested metrics announced gone (not in the ring) */
+    uint64_t replay_held;      /* metrics in the replay ring now */
+    uint64_t replay_held_bytes;
     int subscribers; /* connected subscriber pipes now */
     int64_t epoch;
     char source_id[256];
@@ -112,8 +149,10 @@ struct am_publisher_stats {
 
 /*
  * Starts a publisher: dials every URL (retrying in the background) and
- * starts the sender thread. On success *out is owned by the caller and
- * freed with am_publisher_close. With enabled false nothing is dialled.
+ * starts the sender thread. With replay, it also dials every replay URL
+ * and starts a thread that serves the collectors' requests from the ring
+ * and announces the stream's progress every heartbeat_ms. On success *out is owned by the caller
+ * and freed with am_publisher_close. With enabled false nothing is dialled.
  */
 int am_publisher_open(am_publisher **out, const struct am_publisher_config *cfg);
 

@@ -239,11 +239,13 @@ int main(int argc, char **argv)
 
     printf("source_id=%s epoch=%lld published=%lld sent=%llu dropped=%llu "
            "dropped_queue_full=%llu dropped_no_subscriber=%llu dropped_shutdown=%llu "
-           "publish_s=%.3f elapsed_s=%.3f rate=%.0f\n",
+           "replay_requests=%llu resent=%llu gone=%llu publish_s=%.3f elapsed_s=%.3f rate=%.0f\n",
            st.source_id, (long long)st.epoch, i, (unsigned long long)st.sent,
            (unsigned long long)dropped, (unsigned long long)st.dropped_queue_full,
            (unsigned long long)st.dropped_no_subscriber, (unsigned long long)st.dropped_shutdown,
-           publish_s, elapsed, publish_s > 0 ? (double)i / publish_s : 0.0);
+           (unsigned long long)st.replay_requests, (unsigned long long)st.resent,
+           (unsigned long long)st.gone, publish_s, elapsed,
+           publish_s > 0 ? (double)i / publish_s : 0.0);
     if (lat && i > 0) {
         qsort(lat, (size_t)i, sizeof *lat, cmp_i64);
         printf("publish_call_ns p50=%lld p90=%lld p99=%lld p999=%lld max=%lld\n",

@@ -26,7 +26,7 @@ chaos_assert_rss_within() {
 	(($2 <= $3)) || am_fail "$1: ${2} KiB above ${3} KiB"
 }
 
-declare -A _chaos_bus=() _chaos_http=() _chaos_env=()
+declare -A _chaos_bus=() _chaos_replay=() _chaos_http=() _chaos_env=()
 
 # chaos_collector_define NAME [ENV=VALUE...]: pick collector NAME's ports
 # (and its environment) without starting it, so that publishers can be
@@ -35,6 +35,7 @@ chaos_collector_define() {
 	local name=$1
 	shift
 	_chaos_bus[$name]=tcp://127.0.0.1:$(am_free_port)
+	_chaos_replay[$name]=tcp://127.0.0.1:$(am_free_port)
 	_chaos_http[$name]=127.0.0.1:$(am_free_port)
 	_chaos_env[$name]="$*"
 }
@@ -49,13 +50,16 @@ chaos_collector_start() {
 	[[ -n ${_chaos_bus[$name]:-} ]] || chaos_collector_define "$name" "$@"
 	local -a env
 	read -r -a env <<<"${_chaos_env[$name]}"
-	am_bg "$name" env METRICS_BUS_LISTEN="${_chaos_bus[$name]}" LISTEN_ADDR="${_chaos_http[$name]}" \
+	am_bg "$name" env METRICS_BUS_LISTEN="${_chaos_bus[$name]}" \
+		METRICS_REPLAY_LISTEN="${_chaos_replay[$name]}" LISTEN_ADDR="${_chaos_http[$name]}" \
 		COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool-$name" "${env[@]}" "$AM_BIN_DIR/athena-collector"
 	am_wait_for "$name up" 30 curl -fs "http://${_chaos_http[$name]}/health"
 }
 
-# chaos_bus NAME / chaos_http NAME: the collector's bus URL and HTTP base URL.
+# chaos_bus NAME / chaos_replay NAME / chaos_http NAME: the collector's bus
+# URL, replay request URL (for METRICS_REPLAY_URLS) and HTTP base URL.
 chaos_bus() { printf '%s\n' "${_chaos_bus[$1]}"; }
+chaos_replay() { printf '%s\n' "${_chaos_replay[$1]}"; }
 chaos_http() { printf 'http://%s\n' "${_chaos_http[$1]}"; }
 
 # chaos_metric NAME SERIES [LABELS]: one sample of collector NAME's /metrics.

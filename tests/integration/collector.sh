@@ -2,8 +2,9 @@
 # Helpers for tests that run a collector: source after tests/lib.sh.
 
 # collector_start NAME [ENV=VALUE...]: start a collector on free ports against
-# DATABASE_URL; sets COLLECTOR_BUS (tcp URL) and COLLECTOR_HTTP (base URL),
-# waits until it is ready.
+# DATABASE_URL; sets COLLECTOR_BUS (tcp URL), COLLECTOR_REPLAY (its replay
+# request URL, for a publisher's METRICS_REPLAY_URLS) and COLLECTOR_HTTP
+# (base URL), waits until it is ready.
 collector_start() {
 	local name=$1
 	shift
@@ -11,8 +12,10 @@ collector_start() {
 	bus_port=$(am_free_port)
 	http_port=$(am_free_port)
 	COLLECTOR_BUS=tcp://127.0.0.1:$bus_port
+	COLLECTOR_REPLAY=tcp://127.0.0.1:$(am_free_port)
 	COLLECTOR_HTTP=http://127.0.0.1:$http_port
-	am_bg "$name" env METRICS_BUS_LISTEN="$COLLECTOR_BUS" LISTEN_ADDR="127.0.0.1:$http_port" \
+	am_bg "$name" env METRICS_BUS_LISTEN="$COLLECTOR_BUS" METRICS_REPLAY_LISTEN="$COLLECTOR_REPLAY" \
+		LISTEN_ADDR="127.0.0.1:$http_port" \
 		COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool-$name" "$@" "$AM_BIN_DIR/athena-collector"
 	am_wait_for "$name ready" 30 curl -fs "$COLLECTOR_HTTP/ready"
 }

@@ -15,6 +15,7 @@ am_wait_for "publisher to start" 30 grep -q "dialling" "$(am_log_of load)"
 http_port=$(am_free_port)
 COLLECTOR_HTTP=http://127.0.0.1:$http_port
 am_bg collector env METRICS_BUS_LISTEN="tcp://127.0.0.1:$bus_port" LISTEN_ADDR="127.0.0.1:$http_port" \
+	METRICS_REPLAY_LISTEN="tcp://127.0.0.1:$(am_free_port)" \
 	COLLECTOR_SPOOL_DIR="$AM_TEST_TMP/spool" "$AM_BIN_DIR/athena-collector"
 
 am_wait load 120 || am_fail "publisher reported drops: $(cat "$(am_log_of load)")"

@@ -99,7 +99,7 @@ static size_t build_batch(uint8_t *out, size_t cap, long long b, size_t *last_le
 {
     char rid[64];
     int64_t seq0 = first_seq + b * batch_size;
-    size_t len = am_frame_header(out, cap, source_id, epoch, seq0);
+    size_t len = am_frame_header(out, cap, source_id, epoch, seq0, false);
     for (long long i = 0; i < batch_size; i++) {
         uint8_t packed[AM_METRIC_MAX_PACKED];
         size_t plen = 0;

@@ -59,7 +59,7 @@ static inline size_t fixture_frame(uint8_t *out, size_t cap, const char *source_
                                    int64_t first_seq, const struct am_metric *ms, size_t n)
 {
     uint8_t packed[AM_METRIC_MAX_PACKED];
-    size_t used = am_frame_header(out, cap, source_id, epoch, first_seq);
+    size_t used = am_frame_header(out, cap, source_id, epoch, first_seq, false);
     assert_true(used > 0);
     for (size_t i = 0; i < n; i++) {
         size_t len = 0;

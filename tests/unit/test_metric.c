@@ -170,10 +170,10 @@ static void test_pack_reports_erange_when_output_is_too_small(void **state)
 static void test_frame_writers_report_zero_when_out_of_room(void **state)
 {
     uint8_t out[256];
-    size_t need = am_frame_header(out, sizeof out, "src", 1, 0);
+    size_t need = am_frame_header(out, sizeof out, "src", 1, 0, false);
     assert_true(need > 4);
     assert_memory_equal(out, AM_FRAME_MAGIC, 4);
-    assert_int_equal(am_frame_header(out, need - 1, "src", 1, 0), 0);
+    assert_int_equal(am_frame_header(out, need - 1, "src", 1, 0, false), 0);
 
     uint8_t packed[16] = {0};
     assert_int_equal(am_frame_metric(out, 5, packed, sizeof packed), 0);
@@ -230,10 +230,10 @@ static void test_decode_rejects_header_without_required_field(void **state)
 static void test_decode_rejects_empty_or_null_source_id(void **state)
 {
     uint8_t frame[256];
-    size_t len = am_frame_header(frame, sizeof frame, "", 1, 0);
+    size_t len = am_frame_header(frame, sizeof frame, "", 1, 0, false);
     assert_true(len > 0);
     assert_decode_rejects(frame, len, "bad_header");
-    len = am_frame_header(frame, sizeof frame, NULL, 1, 0);
+    len = am_frame_header(frame, sizeof frame, NULL, 1, 0, false);
     assert_true(len > 0);
     assert_decode_rejects(frame, len, "bad_header");
 }
@@ -241,7 +241,7 @@ static void test_decode_rejects_empty_or_null_source_id(void **state)
 static void test_decode_rejects_invalid_utf8_source_id(void **state)
 {
     uint8_t frame[256];
-    size_t len = am_frame_header(frame, sizeof frame, "bad\xc0\xafid", 1, 0);
+    size_t len = am_frame_header(frame, sizeof frame, "bad\xc0\xafid", 1, 0, false);
     assert_true(len > 0);
     assert_decode_rejects(frame, len, "bad_header");
 }
@@ -249,9 +249,9 @@ static void test_decode_rejects_invalid_utf8_source_id(void **state)
 static void test_decode_rejects_negative_epoch_and_first_seq(void **state)
 {
     uint8_t frame[256];
-    size_t len = am_frame_header(frame, sizeof frame, "src", -1, 0);
+    size_t len = am_frame_header(frame, sizeof frame, "src", -1, 0, false);
     assert_decode_rejects(frame, len, "bad_header");
-    len = am_frame_header(frame, sizeof frame, "src", 1, -5);
+    len = am_frame_header(frame, sizeof frame, "src", 1, -5, false);
     assert_decode_rejects(frame, len, "bad_header");
 }
 
