@@ -11,6 +11,7 @@
 #include "am_log.h"
 #include "am_metric.h"
 #include "am_publisher.h"
+#include "am_replay.h"
 #include "fixtures.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/pair0/pair.h>
+#include <nng/protocol/pubsub0/pub.h>
 #include <nng/supplemental/util/platform.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +41,9 @@ struct fixture {
     int reserved_fd; /* a bound, never listening TCP socket holding a port */
     int port;
     char url[64];
+    nng_socket req; /* a collector's replay request socket (PUB) */
+    bool req_open;
+    char req_url[64];
 };
 
 static int setup(void **state)
@@ -57,6 +62,8 @@ static int teardown(void **state)
     am_publisher_close(f->pub, NULL);
     if (f->sub_open)
         nng_close(f->sub);
+    if (f->req_open)
+        nng_close(f->req);
     if (f->reserved_fd >= 0)
         close(f->reserved_fd);
     free(f);
@@ -599,6 +606,208 @@ static void assert_has_line(const char *text, const char *line)
         fail_msg("missing line '%s' in:\n%s", line, text);
 }
 
+/* Opens the collector side of the replay channel: a PUB socket on a free port. */
+static void start_requests(struct fixture *f)
+{
+    nng_listener l;
+    int bound = 0;
+    assert_int_equal(nng_pub0_open(&f->req), 0);
+    f->req_open = true;
+    assert_int_equal(nng_listen(f->req, "tcp://127.0.0.1:0", &l, 0), 0);
+    assert_int_equal(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &bound), 0);
+    snprintf(f->req_url, sizeof f->req_url, "tcp://127.0.0.1:%d", bound);
+}
+
+static void send_request(struct fixture *f, int64_t epoch, const struct am_seq_range *r, size_t n)
+{
+    uint8_t buf[AM_REPLAY_MSG_MAX];
+    size_t len = am_request_encode(buf, sizeof buf, "unit@test", epoch, r, n);
+    assert_true(len > 0);
+    assert_int_equal(nng_send(f->req, buf, len, 0), 0);
+}
+
+/* What came back on the data socket for a replay request. */
+struct answer {
+    struct am_seq_range runs[8]; /* the resent metrics, consecutive ones merged */
+    size_t nruns;
+    int64_t resent;
+    size_t resent_frames;
+    struct am_seq_range gone[AM_REPLAY_MAX_RANGES];
+    size_t ngone;
+    int64_t heartbeat; /* next_seq of the last heartbeat, -1: none */
+};
+
+/*
+ * Receives one message on the data socket within timeout_ms and adds it to
+ * a; false when none came. Batches must be marked as resent and carry the
+ * metrics numbered as sent.
+ */
+static bool receive_answer(struct fixture *f, struct answer *a, int timeout_ms)
+{
+    nng_msg *msg = NULL;
+    char rid[32];
+    nng_socket_set_ms(f->sub, NNG_OPT_RECVTIMEO, timeout_ms);
+    int rv = nng_recvmsg(f->sub, &msg, 0);
+    nng_socket_set_ms(f->sub, NNG_OPT_RECVTIMEO, WAIT_MS);
+    if (rv != 0)
+        return false;
+    const uint8_t *body = nng_msg_body(msg);
+    size_t len = nng_msg_len(msg);
+    const char *why = NULL;
+    if (am_notice_is(body, len)) {
+        Athena__Metrics__StreamNotice *n = NULL;
+        if (am_notice_decode(body, len, &n, &why) != 0)
+            fail_msg("notice does not decode: %s", why);
+        if (n->has_next_seq)
+            a->heartbeat = n->next_seq;
+        for (size_t i = 0; i < n->n_gone && a->ngone < AM_REPLAY_MAX_RANGES; i++)
+            a->gone[a->ngone++] = (struct am_seq_range){n->gone[i]->from, n->gone[i]->to};
+        athena__metrics__stream_notice__free_unpacked(n, NULL);
+    } else {
+        Athena__Metrics__MetricBatch *b = NULL;
+        if (am_frame_decode(body, len, &b, &why) != 0)
+            fail_msg("frame does not decode: %s", why);
+        assert_true(b->has_replay && b->replay);
+        int64_t end = b->first_seq + (int64_t)b->n_metrics;
+        if (a->nruns > 0 && a->runs[a->nruns - 1].to == b->first_seq) {
+            a->runs[a->nruns - 1].to = end;
+        } else {
+            assert_true(a->nruns < 8);
+            a->runs[a->nruns++] = (struct am_seq_range){b->first_seq, end};
+        }
+        for (size_t i = 0; i < b->n_metrics; i++) {
+            snprintf(rid, sizeof rid, "req-%lld", (long long)(b->first_seq + (int64_t)i));
+            assert_string_equal(b->metrics[i]->request_id, rid);
+        }
+        a->resent += (int64_t)b->n_metrics;
+        a->resent_frames++;
+        athena__metrics__metric_batch__free_unpacked(b, NULL);
+    }
+    nng_msg_free(msg);
+    return true;
+}
+
+/*
+ * A publisher whose replay ring holds the last 100 metrics sent, dialling
+ * f's replay socket and beating every heartbeat_ms, after sending 0..299
+ * and their arrival. Returns once a
+ * request reaches it (one for another epoch, answered "gone", is repeated
+ * until then, since a PUB socket drops what it sends before the dial
+ * completes).
+ */
+static void replay_ready(struct fixture *f, struct am_publisher_config *cfg, unsigned heartbeat_ms)
+{
+    char rid[32];
+    struct am_metric m = numbered_metric(rid, sizeof rid, 100);
+    start_sub(f, 0);
+    start_requests(f);
+    am_publisher_config_init(cfg);
+    cfg->batch_max = 64;
+    cfg->replay_urls = f->req_url;
+    cfg->replay_max_bytes = 100 * (packed_size(&m) + 48);
+    cfg->heartbeat_ms = heartbeat_ms;
+    open_publisher(f, cfg);
+    assert_true(wait_subscribers(f->pub, 1));
+    send_numbered(f->pub, 0, 300);
+    receive_metrics(f, 0, 300, 64);
+    assert_int_equal(am_publisher_flush(f->pub, WAIT_MS), 0);
+
+    struct am_publisher_stats st;
+    am_publisher_stats(f->pub, &st);
+    struct am_seq_range probe = {0, 1};
+    struct answer a = {.heartbeat = -1};
+    int64_t deadline = am_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+    do {
+        assert_true(am_clock_mono_ns() < deadline);
+        send_request(f, st.epoch + 1, &probe, 1);
+    } while (!receive_answer(f, &a, 100));
+    /* Answers to repeated probes may still be on their way: take them all. */
+    while (receive_answer(f, &a, 300))
+        ;
+    assert_true(a.ngone >= 1);
+    assert_int_equal(a.gone[0].from, 0);
+    assert_int_equal(a.gone[0].to, 1);
+}
+
+/*
+ * A request is answered with what the ring holds, resent on the data
+ * socket as marked batches, and a notice that the rest is gone.
+ */
+static void test_replay_resends_what_the_ring_holds_and_announces_the_rest_gone(void **state)
+{
+    struct fixture *f = *state;
+    struct am_publisher_config cfg;
+    struct am_publisher_stats before, after;
+    replay_ready(f, &cfg, 3600000);
+    am_publisher_stats(f->pub, &before);
+    assert_int_equal(before.replay_held, 100);
+
+    /* 150..259: 200..259 are held, 150..199 forgotten; 0..9 long gone; 290..310 past the end. */
+    struct am_seq_range r[3] = {{150, 260}, {0, 10}, {290, 310}};
+    send_request(f, before.epoch, r, 3);
+    struct answer a = {.heartbeat = -1};
+    while (a.resent < 70 || a.ngone < 2) {
+        if (!receive_answer(f, &a, WAIT_MS))
+            fail_msg("answer incomplete: resent %lld, %zu gone ranges", (long long)a.resent,
+                     a.ngone);
+    }
+    /* 200..259, then 290..299 (300..309 not sent yet: neither resent nor gone). */
+    assert_int_equal(a.nruns, 2);
+    assert_int_equal(a.runs[0].from, 200);
+    assert_int_equal(a.runs[0].to, 260);
+    assert_int_equal(a.runs[1].from, 290);
+    assert_int_equal(a.runs[1].to, 300);
+    assert_int_equal(a.resent, 70);
+    assert_int_equal(a.ngone, 2);
+    assert_int_equal(a.gone[0].from, 150);
+    assert_int_equal(a.gone[0].to, 200);
+    assert_int_equal(a.gone[1].from, 0);
+    assert_int_equal(a.gone[1].to, 10);
+
+    am_publisher_stats(f->pub, &after);
+    assert_int_equal(after.replay_requests - before.replay_requests, 1);
+    assert_int_equal(after.resent - before.resent, 60 + 10);
+    assert_int_equal(after.gone - before.gone, 50 + 10);
+}
+
+static void test_replay_counts_a_malformed_request_and_keeps_serving(void **state)
+{
+    struct fixture *f = *state;
+    struct am_publisher_config cfg;
+    struct am_publisher_stats st;
+    replay_ready(f, &cfg, 3600000);
+
+    /* The right topic, then garbage. */
+    assert_int_equal(nng_send(f->req, "unit@test\0AMQ1\xff\xff\xff", 17, 0), 0);
+    int64_t deadline = am_clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+    do {
+        assert_true(am_clock_mono_ns() < deadline);
+        nng_msleep(10);
+        am_publisher_stats(f->pub, &st);
+    } while (st.replay_malformed == 0);
+    assert_int_equal(st.replay_malformed, 1);
+
+    struct am_seq_range r = {290, 300};
+    send_request(f, st.epoch, &r, 1);
+    struct answer a = {.heartbeat = -1};
+    while (a.resent < 10)
+        assert_true(receive_answer(f, &a, WAIT_MS));
+    assert_int_equal(a.runs[0].from, 290);
+    assert_int_equal(a.runs[0].to, 300);
+}
+
+/* The heartbeat says how far the stream was sent, so a loss at its end shows. */
+static void test_heartbeat_announces_the_next_sequence_number(void **state)
+{
+    struct fixture *f = *state;
+    struct am_publisher_config cfg;
+    replay_ready(f, &cfg, 50);
+    struct answer a = {.heartbeat = -1};
+    while (a.heartbeat < 0)
+        assert_true(receive_answer(f, &a, WAIT_MS));
+    assert_int_equal(a.heartbeat, 300);
+}
+
 static void test_write_prom_reports_the_counters(void **state)
 {
     struct fixture *f = *state;
@@ -662,6 +871,9 @@ int main(void)
         T(test_close_counts_what_it_could_not_send),
         T(test_close_delivers_what_is_held_to_a_subscriber),
         T(test_write_prom_reports_the_counters),
+        T(test_replay_resends_what_the_ring_holds_and_announces_the_rest_gone),
+        T(test_replay_counts_a_malformed_request_and_keeps_serving),
+        T(test_heartbeat_announces_the_next_sequence_number),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include "streams.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int setup(void **state)
 {
@@ -89,7 +90,10 @@ static void test_late_batches_fill_their_gap_once(void **state)
     assert_int_equal(seen.filled, 0);
 }
 
-/* Past CL_STREAM_HOLES gaps, the oldest is forgotten: a late batch there fills nothing. */
+/*
+ * Past CL_STREAM_HOLES gaps, the oldest is forgotten, and said so (given
+ * up): a late batch there fills nothing.
+ */
 static void test_only_the_latest_gaps_are_remembered(void **state)
 {
     cl_streams *s = *state;
@@ -98,7 +102,9 @@ static void test_only_the_latest_gaps_are_remembered(void **state)
     for (int i = 0; i <= CL_STREAM_HOLES; i++) {
         cl_streams_see(s, "gw@a", 1, 2 + 2 * i, 1, &seen); /* 1, 3, 5, ... missing */
         assert_int_equal(seen.gap, 1);
+        assert_int_equal(seen.forgotten, i == CL_STREAM_HOLES ? 1 : 0);
     }
+    assert_int_equal(cl_streams_pending(s), CL_STREAM_HOLES);
     cl_streams_see(s, "gw@a", 1, 1, 1, &seen); /* the first gap: forgotten */
     assert_int_equal(seen.filled, 0);
     cl_streams_see(s, "gw@a", 1, 3, 1, &seen); /* the second: remembered */
@@ -183,6 +189,101 @@ static void test_eviction_at_max_keeps_the_most_recently_seen(void **state)
     assert_int_equal(seen.new_stream, 1);
 }
 
+static void test_gone_settles_holes_and_nothing_else(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 40, 10, &seen); /* 10..39 missing */
+    assert_int_equal(cl_streams_pending(s), 30);
+    /* The publisher has 10..19 no more; 0..9 were never missing. */
+    assert_int_equal(cl_streams_gone(s, "gw@a", 1, 0, 20), 10);
+    assert_int_equal(cl_streams_pending(s), 20);
+    assert_int_equal(cl_streams_gone(s, "gw@a", 1, 0, 20), 0);
+    assert_int_equal(cl_streams_gone(s, "gw@b", 1, 0, 100), 0);
+    /* What is left arrives resent. */
+    cl_streams_see(s, "gw@a", 1, 20, 20, &seen);
+    assert_int_equal(seen.filled, 20);
+    assert_int_equal(cl_streams_pending(s), 0);
+}
+
+/* A gap found below a restarted collector's first message joins the holes to ask for. */
+static void test_added_hole_is_filled_like_a_gap(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    cl_streams_see(s, "gw@a", 1, 500, 10, &seen);
+    assert_int_equal(cl_streams_add_hole(s, "gw@a", 1, 300, 500), 0);
+    assert_int_equal(cl_streams_pending(s), 200);
+    cl_streams_see(s, "gw@a", 1, 300, 100, &seen);
+    assert_int_equal(seen.filled, 100);
+    assert_int_equal(seen.gap, 0);
+    /* A stream not tracked any more is tracked again from the hole's end. */
+    assert_int_equal(cl_streams_add_hole(s, "gw@z", 3, 0, 5), 0);
+    assert_true(cl_streams_known(s, "gw@z", 3));
+    cl_streams_see(s, "gw@z", 3, 5, 1, &seen);
+    assert_int_equal(seen.gap, 0);
+}
+
+struct asked {
+    int asks, give_ups;
+    int64_t ranges[CL_STREAM_HOLES][2];
+    int n;
+    int64_t given_up;
+};
+
+static void on_ask(void *arg, const char *source_id, int64_t epoch, const int64_t (*ranges)[2],
+                   int n)
+{
+    struct asked *a = arg;
+    a->asks++;
+    a->n = n;
+    memcpy(a->ranges, ranges, (size_t)n * sizeof ranges[0]);
+}
+
+static void on_give_up(void *arg, const char *source_id, int64_t epoch, int64_t from, int64_t to)
+{
+    struct asked *a = arg;
+    a->give_ups++;
+    a->given_up += to - from;
+}
+
+/* A hole is asked for after the delay, again on a doubling backoff, and given up at the bound. */
+static void test_due_asks_with_backoff_then_gives_up(void **state)
+{
+    cl_streams *s = *state;
+    struct cl_seen seen;
+    struct asked a = {0};
+    const int64_t ms = 1000000;
+    cl_streams_see(s, "gw@a", 1, 0, 10, &seen);
+    cl_streams_see(s, "gw@a", 1, 20, 10, &seen); /* 10..19 */
+
+    cl_streams_due(s, 1000 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 0); /* first walked: waits the delay */
+    cl_streams_due(s, 1100 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 1);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.ranges[0][0], 10);
+    assert_int_equal(a.ranges[0][1], 20);
+    cl_streams_due(s, 1200 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 1); /* 250 ms not yet passed */
+    cl_streams_due(s, 1350 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 2);
+    cl_streams_due(s, 1700 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 2); /* now 500 ms */
+    cl_streams_due(s, 1850 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.asks, 3);
+    assert_int_equal(a.give_ups, 0);
+
+    cl_streams_due(s, 11000 * ms, 100 * ms, 10000 * ms, on_ask, on_give_up, &a);
+    assert_int_equal(a.give_ups, 1);
+    assert_int_equal(a.given_up, 10);
+    assert_int_equal(cl_streams_pending(s), 0);
+    /* Given up means forgotten: a late arrival no longer fills it. */
+    cl_streams_see(s, "gw@a", 1, 10, 10, &seen);
+    assert_int_equal(seen.filled, 0);
+}
+
 static void test_max_of_zero_still_tracks_one_stream(void **state)
 {
     cl_streams *s = NULL;
@@ -209,6 +310,9 @@ int main(void)
         T(test_partly_new_batch_is_neither_gap_nor_replay),
         T(test_new_epoch_of_same_source_is_a_new_stream),
         T(test_eviction_at_max_keeps_the_most_recently_seen),
+        T(test_gone_settles_holes_and_nothing_else),
+        T(test_added_hole_is_filled_like_a_gap),
+        T(test_due_asks_with_backoff_then_gives_up),
         cmocka_unit_test(test_max_of_zero_still_tracks_one_stream),
     };
 #undef T
