@@ -122,11 +122,14 @@ test('the wiring points at services that exist, on the ports they listen on', ()
   const byBinary = (svc) => athenaServices().filter((x) => x.svc === svc && !(x.s.command || []).includes('--migrate'));
   const [collector] = byBinary('collector');
   const busPort = lib.portOf(lib.effective('athena-collector', env(collector.s), 'METRICS_BUS_LISTEN'));
+  const replayPort = lib.portOf(lib.effective('athena-collector', env(collector.s), 'METRICS_REPLAY_LISTEN'));
   const [admin] = byBinary('admin-api');
   const adminPort = lib.portOf(lib.effective('athena-admin-api', env(admin.s), 'LISTEN_ADDR'));
   for (const svc of ['gateway', 'orchestrator']) {
     const [p] = byBinary(svc);
     assert.equal(env(p.s).METRICS_BUS_URLS, `tcp://${collector.name}:${busPort}`, `${svc} dials the collector`);
+    assert.equal(env(p.s).METRICS_REPLAY_URLS, `tcp://${collector.name}:${replayPort}`,
+      `${svc} dials the collector's replay port`);
   }
   const [orch] = byBinary('orchestrator');
   assert.equal(env(orch.s).ADMIN_API_URL, `http://${admin.name}:${adminPort}`);

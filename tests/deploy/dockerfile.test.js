@@ -234,6 +234,8 @@ test('each service target starts its binary, exposes its ports and checks its /h
     if (lib.binaryHelp(binary).env.has('METRICS_BUS_LISTEN')) {
       const bus = lib.portOf(lib.effective(binary, env, 'METRICS_BUS_LISTEN'));
       assert.ok(exposed.includes(bus), `${svc} exposes its bus port ${bus}`);
+      const replay = lib.portOf(lib.effective(binary, env, 'METRICS_REPLAY_LISTEN'));
+      assert.ok(exposed.includes(replay), `${svc} exposes its replay port ${replay}`);
     }
     // The simulator defaults to loopback, which nobody outside the container reaches.
     assert.doesNotMatch(lib.effective(binary, env, 'LISTEN_ADDR'), /^127\./,

@@ -213,7 +213,7 @@ for (const [name, objects] of Object.entries(rendered)) {
     }
   });
 
-  test(`${name}: publishers dial every collector by its StatefulSet pod name`, () => {
+  test(`${name}: publishers dial every collector by its StatefulSet pod name, bus and replay ports`, () => {
     const sts = lib.find(objects, 'StatefulSet', 'athena-collector');
     assert.ok(sts, 'StatefulSet athena-collector');
     const svc = lib.find(objects, 'Service', sts.spec.serviceName);
@@ -223,11 +223,16 @@ for (const [name, objects] of Object.entries(rendered)) {
     assert.ok(lib.selects(lib.serviceSelector(svc), sts.spec.template.metadata.labels));
     const collector = mainContainer(sts);
     const busPort = lib.portOf(lib.effective('athena-collector', envValues(objects, collector), 'METRICS_BUS_LISTEN'));
-    assert.ok(svc.spec.ports.some((p) => p.port === busPort && resolvePort(collector, p.targetPort) === busPort),
-      `the Service carries the bus port ${busPort}`);
-    const expected = [];
+    const replayPort = lib.portOf(lib.effective('athena-collector', envValues(objects, collector), 'METRICS_REPLAY_LISTEN'));
+    for (const port of [busPort, replayPort]) {
+      assert.ok(svc.spec.ports.some((p) => p.port === port && resolvePort(collector, p.targetPort) === port),
+        `the Service carries the port ${port}`);
+    }
+    const expected = [], expectedReplay = [];
     for (let i = 0; i < replicasOf(sts); i++) {
-      expected.push(`tcp://${sts.metadata.name}-${i}.${svc.metadata.name}.${lib.NAMESPACE}.svc.cluster.local:${busPort}`);
+      const host = `${sts.metadata.name}-${i}.${svc.metadata.name}.${lib.NAMESPACE}.svc.cluster.local`;
+      expected.push(`tcp://${host}:${busPort}`);
+      expectedReplay.push(`tcp://${host}:${replayPort}`);
     }
     let publishers = 0;
     for (const { workload: w, pod } of podSpecs(objects)) {
@@ -237,6 +242,9 @@ for (const [name, objects] of Object.entries(rendered)) {
         const urls = envValues(objects, c).METRICS_BUS_URLS;
         assert.ok(urls, `${w.metadata.name} sets METRICS_BUS_URLS`);
         assert.deepEqual(urls.split(','), expected, `${w.metadata.name}: one URL per collector`);
+        const replay = envValues(objects, c).METRICS_REPLAY_URLS;
+        assert.ok(replay, `${w.metadata.name} sets METRICS_REPLAY_URLS`);
+        assert.deepEqual(replay.split(','), expectedReplay, `${w.metadata.name}: one replay URL per collector`);
         publishers++;
       }
     }
@@ -363,9 +371,11 @@ for (const name of ['production', 'dev']) {
 
     const collector = mainContainer(workload(objects, 'athena-collector'));
     const bus = lib.portOf(lib.effective('athena-collector', envValues(objects, collector), 'METRICS_BUS_LISTEN'));
+    const replay = lib.portOf(lib.effective('athena-collector', envValues(objects, collector), 'METRICS_REPLAY_LISTEN'));
     for (const n of ours) {
       const want = n === 'athena-gateway' || n === 'athena-orchestrator';
       assert.equal(allowed(objects, pod(n), labels('athena-collector'), bus), want, `${n} -> collector bus`);
+      assert.equal(allowed(objects, pod(n), labels('athena-collector'), replay), want, `${n} -> collector replay`);
     }
     assert.equal(allowed(objects, { namespace: 'default', labels: labels('athena-gateway') }, labels('athena-collector'), bus),
       false, 'a gateway-like pod elsewhere -> collector bus');
