@@ -26,7 +26,11 @@ am_bg proxy "$AM_BIN_DIR/am-flap-proxy" --listen-port "$proxy_port" \
 	--target-port "${COLLECTOR_BUS##*:}" --flaps "$flaps" --period-ms "$period_ms" \
 	--down-ms 50 --first-ms 1000
 am_wait_for "relay listening" 10 grep -q "relaying" "$(am_log_of proxy)"
+# The replay requests go straight to the collector, past the flapping relay. A
+# 1 MiB ring fills within two seconds, so the publisher's memory is steady
+# long before the first RSS sample.
 am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "tcp://127.0.0.1:$proxy_port" --count "$count" \
+	--metrics-replay-urls "$COLLECTOR_REPLAY" --metrics-replay-max-mib 1 \
 	--rate "$rate" --source-id chaos-flap --metrics-linger-ms 30000
 collector_pid=$(am_pid collector)
 load_pid=$(am_pid load)
@@ -62,14 +66,19 @@ am_assert_eq "publisher dropped" 0 "$(chaos_field "$(am_log_of load)" dropped)"
 
 # Every frame that reached the collector is stored; then the table and the gaps must add up.
 am_wait_for "collector idle" 60 collector_metric_is athena_collector_queue_rows "" 0
+am_wait_for "no gap still asked for" 90 collector_metric_is athena_collector_metrics_gap_pending "" 0
 gaps=$(collector_metric athena_collector_metrics_gap_total)
 filled=$(collector_metric athena_collector_metrics_gap_filled_total)
+recovered=$(collector_metric athena_collector_metrics_recovered_total)
+gone=$(collector_metric athena_collector_metrics_gone_total)
+given_up=$(collector_metric athena_collector_metrics_given_up_total)
 stored=$(am_psql 'SELECT count(*) FROM llm_performance_metric')
 collector_assert_nothing_dropped
 am_assert_eq "duplicated rows in the table" 0 "$(chaos_table_duplicates)"
 # The rest of a dropped connection can arrive after the new one started: a gap
 # counted first and filled later (gap_filled) is not missing.
 am_assert_eq "sent = stored + reported missing (gaps - filled)" "$sent" $((stored + gaps - filled))
+am_assert_eq "reported missing = lost for good (gone + given up)" $((gaps - filled)) $((gone + given_up))
 
 # Every metric missing from the table lies in a gap the collector logged.
 ranges=$(sed -n 's/.*gap in chaos-flap epoch [0-9]*: \([0-9]*\) metrics missing from seq \([0-9]*\).*/(\2,\1)/p' \
@@ -90,6 +99,7 @@ chaos_assert_rss_within "publisher RSS after the flaps (from $rss_p0)" "$rss_p1"
 am_stop collector 30 || am_fail "collector did not exit 0"
 
 chaos_report "flaps=$flaps sent=$sent publisher_dropped=0 stored=$stored gaps=$gaps" \
-	"gaps_filled=$filled gap_lines=$gap_lines duplicated_rows=0 collector_dropped=0" \
+	"gaps_filled=$filled recovered=$recovered gone=$gone given_up=$given_up gap_lines=$gap_lines" \
+	"duplicated_rows=0 collector_dropped=0" \
 	"fds_collector=$fds_c0/$fds_c1 fds_publisher=$fds_p0/$fds_p1" \
 	"rss_kib_collector=$rss_c0/$rss_c1 rss_kib_publisher=$rss_p0/$rss_p1"

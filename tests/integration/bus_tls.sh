@@ -41,6 +41,11 @@ am_assert_eq "collector without a certificate: exit" 2 "$(
 )"
 [[ $out == *METRICS_BUS_TLS_CERT* && $(wc -l <<<"$out") == 1 ]] ||
 	am_fail "collector without a certificate: want one line naming METRICS_BUS_TLS_CERT, got: $out"
+# The replay socket takes the same files: listening on tls+tcp:// without a certificate is refused too.
+out=$("$AM_BIN_DIR/athena-collector" --bus-listen tcp://127.0.0.1:1 --replay-listen tls+tcp://127.0.0.1:1 2>&1) &&
+	am_fail "collector started a TLS replay socket without a certificate"
+[[ $out == *METRICS_BUS_TLS_CERT* && $(wc -l <<<"$out") == 1 ]] ||
+	am_fail "TLS replay socket without a certificate: want one line naming METRICS_BUS_TLS_CERT, got: $out"
 am_assert_eq "publisher without a CA: exit" 2 "$(
 	"$AM_BIN_DIR/athena-metrics-load" --url tls+tcp://localhost:1 --count 1 >/dev/null 2>&1
 	echo $?
@@ -50,7 +55,9 @@ out=$(METRICS_BUS_TLS_CERT=$pki/publisher.crt "$AM_BIN_DIR/athena-metrics-load" 
 [[ $out == *METRICS_BUS_TLS_* ]] || am_fail "publisher with a certificate and no key: $out"
 
 port=$(am_free_port)
+replay_port=$(am_free_port)
 collector_start collector METRICS_BUS_LISTEN="tls+tcp://127.0.0.1:$port" \
+	METRICS_REPLAY_LISTEN="tls+tcp://127.0.0.1:$replay_port" \
 	METRICS_BUS_TLS_CA="$pki/bus.crt" METRICS_BUS_TLS_CERT="$pki/collector.crt" \
 	METRICS_BUS_TLS_KEY="$pki/collector.key"
 # The collector's certificate names localhost: NNG's TLS checks host names, not addresses.
@@ -63,7 +70,8 @@ url=tls+tcp://localhost:$port
 publish() {
 	local name=$1 out
 	shift
-	out=$(env METRICS_LINGER_MS=3000 "$@" "$AM_BIN_DIR/athena-metrics-load" --url "${URL:-$url}" \
+	out=$(env METRICS_LINGER_MS=3000 METRICS_REPLAY_URLS="${REPLAY-tls+tcp://localhost:$replay_port}" "$@" \
+		"$AM_BIN_DIR/athena-metrics-load" --url "${URL:-$url}" \
 		--count 500 --source-id "$name" 2>/dev/null) || true
 	tail -n 1 <<<"$out"
 }
@@ -76,7 +84,7 @@ for who in "intruder: signed by another CA|METRICS_BUS_TLS_CA=$pki/bus.crt METRI
 	[[ $line == *" sent=0 "* && $line == *" dropped=500 "* ]] ||
 		am_fail "${desc%%:*} (${desc#*: }) got through or did not count its drops: $line"
 done
-line=$(URL=tcp://127.0.0.1:$port publish plain)
+line=$(URL=tcp://127.0.0.1:$port REPLAY=tcp://127.0.0.1:$replay_port publish plain)
 [[ $line == *" sent=0 "* ]] || am_fail "a plain TCP publisher got through: $line"
 
 # Nothing of theirs was read as a frame, not even as a malformed one.
