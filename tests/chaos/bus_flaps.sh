@@ -27,10 +27,10 @@ am_bg proxy "$AM_BIN_DIR/am-flap-proxy" --listen-port "$proxy_port" \
 	--down-ms 50 --first-ms 1000
 am_wait_for "relay listening" 10 grep -q "relaying" "$(am_log_of proxy)"
 # The replay requests go straight to the collector, past the flapping relay. A
-# 1 MiB ring fills within two seconds, so the publisher's memory is steady
+# 4 MiB ring fills within seven seconds, so the publisher's memory is steady
 # long before the first RSS sample.
 am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "tcp://127.0.0.1:$proxy_port" --count "$count" \
-	--metrics-replay-urls "$COLLECTOR_REPLAY" --metrics-replay-max-mib 1 \
+	--metrics-replay-urls "$COLLECTOR_REPLAY" --metrics-replay-max-mib 4 \
 	--rate "$rate" --source-id chaos-flap --metrics-linger-ms 30000
 collector_pid=$(am_pid collector)
 load_pid=$(am_pid load)
