@@ -298,39 +298,65 @@ static void release_all(struct cl_chunkq *q, struct cl_chunk *list)
     }
 }
 
-static const char last_stored_sql[] = "SELECT max(seq) AS last FROM llm_performance_metric "
-                                      "WHERE source_id = $1 AND epoch = $2 AND seq < $3";
+/*
+ * How far below a run's first message of a stream the look-up searches for
+ * holes between stored rows: about what a publisher's default replay ring
+ * holds, and an index range scan of at most this many rows.
+ */
+#define CHECK_WINDOW 131072
+
+/*
+ * The holes of a stream below $4 (this run's first message of it): gaps
+ * between stored rows from $3 on, and what lies between the last stored
+ * row and $4. Nothing when the stream has no row below $4 (a new stream).
+ */
+static const char holes_sql[] =
+    "SELECT h.from_seq, h.to_seq FROM ("
+    "  SELECT lag(seq) OVER (ORDER BY seq) + 1 AS from_seq, seq AS to_seq"
+    "  FROM llm_performance_metric"
+    "  WHERE source_id = $1 AND epoch = $2::bigint AND seq >= $3::bigint AND seq < $4::bigint"
+    ") h WHERE h.to_seq > h.from_seq "
+    "UNION ALL "
+    "SELECT max(seq) + 1, $4::bigint FROM llm_performance_metric"
+    "  WHERE source_id = $1 AND epoch = $2::bigint AND seq < $4::bigint"
+    "  HAVING max(seq) + 1 < $4::bigint "
+    "ORDER BY 1";
 
 /*
  * For each committed chunk that opens a stream past seq 0 (see struct
- * cl_chunk), reports the metrics between the stream's last stored sequence
- * number and the chunk as a gap, to be counted and asked for. Rows of a
- * stream are committed in the order they arrived, so nothing of this
- * stream below the chunk is still on its way through this collector. A
- * stream with nothing stored is new here.
+ * cl_chunk), reports the holes of the stream below the chunk as gaps, to
+ * be counted and asked for: what lies between the last stored sequence
+ * number and the chunk, and holes between stored rows up to CHECK_WINDOW
+ * below it (what an earlier run had asked for and received but not yet
+ * committed when it was killed). Rows of a stream are committed in the
+ * order they arrived, so nothing of this stream below the chunk is still
+ * on its way through this collector. A stream with nothing stored is new
+ * here.
  */
 static void check_gaps(cl_writer *w, const struct cl_chunk *list)
 {
     for (const struct cl_chunk *c = list; c; c = c->next) {
         if (!c->check_source_id)
             continue;
-        char epoch[24], seq[24];
+        char epoch[24], from[24], seq[24];
+        int64_t lo = c->check_seq > CHECK_WINDOW ? c->check_seq - CHECK_WINDOW : 0;
         snprintf(epoch, sizeof epoch, "%lld", (long long)c->check_epoch);
+        snprintf(from, sizeof from, "%lld", (long long)lo);
         snprintf(seq, sizeof seq, "%lld", (long long)c->check_seq);
-        const char *params[3] = {c->check_source_id, epoch, seq};
-        PGresult *res = PQexecParams(w->conn, last_stored_sql, 3, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        const char *params[4] = {c->check_source_id, epoch, from, seq};
+        PGresult *res = PQexecParams(w->conn, holes_sql, 4, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             am_log_warn("cannot look up what %s epoch %s stored before seq %s: %s",
                         c->check_source_id, epoch, seq, PQresultErrorMessage(res));
             PQclear(res);
             continue;
         }
-        int col = PQfnumber(res, "last");
-        if (!PQgetisnull(res, 0, col)) {
-            long long next = strtoll(PQgetvalue(res, 0, col), NULL, 10) + 1;
-            if (next < c->check_seq)
-                cl_replay_report_gap(w->cfg.replay, c->check_source_id, c->check_epoch, next,
-                                     c->check_seq);
+        int cf = PQfnumber(res, "from_seq"), ct = PQfnumber(res, "to_seq");
+        for (int i = 0; i < PQntuples(res); i++) {
+            long long hf = strtoll(PQgetvalue(res, i, cf), NULL, 10);
+            long long ht = strtoll(PQgetvalue(res, i, ct), NULL, 10);
+            if (hf < ht)
+                cl_replay_report_gap(w->cfg.replay, c->check_source_id, c->check_epoch, hf, ht);
         }
         PQclear(res);
     }

@@ -11,12 +11,13 @@ source "$AM_SOURCE_DIR/tests/integration/collector.sh"
 source "$AM_SOURCE_DIR/tests/chaos/lib.sh"
 
 if ((CHAOS_SOAK)); then
-	kills=20 rate=5000
+	kills=20 rate=5000 period=10
 else
-	kills=5 rate=4000
+	kills=5 rate=4000 period=8
 fi
-# Publishing lasts the kills (about four seconds each with the restart and recovery) and ten seconds more.
-count=$((rate * (kills * 4 + 10)))
+# Publishing lasts the kills (up to period seconds each with the restart and
+# the recovery stored; longer as the table grows) and ten seconds more.
+count=$((rate * (kills * period + 10)))
 
 am_fresh_db
 "$AM_BIN_DIR/athena-collector" --migrate
@@ -37,10 +38,12 @@ add_run_counters() {
 		total[${k%%:*}]=$((total[${k%%:*}] + $(chaos_metric collector "$series")))
 	done
 }
-# run_settled: this run found the gap its start left and nothing is still asked for.
+# run_settled: this run found the gap its start left, nothing is still asked
+# for, and the table has every metric below the highest one stored.
 run_settled() {
 	chaos_metric_ge collector athena_collector_metrics_gap_total "" 1 &&
-		chaos_metric_is collector athena_collector_metrics_gap_pending "" 0
+		chaos_metric_is collector athena_collector_metrics_gap_pending "" 0 &&
+		[[ $(am_psql "SELECT max(seq) + 1 - count(*) FROM llm_performance_metric WHERE source_id = 'chaos-crash'") == 0 ]]
 }
 
 am_on_cleanup chaos_unlock_table
@@ -58,7 +61,10 @@ for ((k = 1; k <= kills; k++)); do
 	chaos_unlock_table
 	am_wait "locker$k" 30 || true
 	chaos_collector_start collector
-	am_wait_for "run $((k + 1)) recovered what kill $k lost" 60 run_settled
+	# Recovered means stored: a kill before the resent metrics are committed
+	# loses them again (the next run finds and asks for them again, but only
+	# while the ring still has them).
+	am_wait_for "run $((k + 1)) recovered and stored what kill $k lost" 60 run_settled
 done
 kill -0 "$load_pid" || am_fail "the publisher finished before the last run recovered; raise the count"
 run_start=$(grep -c "athena-collector [0-9.]*: http on" "$(am_log_of collector)")
@@ -79,7 +85,9 @@ am_assert_eq "distinct sequence numbers, first, last" "$count|0|$((count - 1))" 
 	"$(am_psql "SELECT count(DISTINCT seq), min(seq), max(seq) FROM llm_performance_metric WHERE source_id = 'chaos-crash'")"
 gap_lines=$(grep -c "gap in chaos-crash epoch [0-9]*: [0-9]* metrics missing from seq [0-9]* (before this run's first message" \
 	"$(am_log_of collector)" || true)
-am_assert_eq "one gap line per kill, from the run after it" "$kills" "$gap_lines"
+# A run killed after receiving what it asked for, before committing it, leaves a
+# second hole below the next run's first message: that run logs both.
+((gap_lines >= kills)) || am_fail "gap lines: $gap_lines, fewer than the $kills kills"
 logged=$(sed -n 's/.*gap in chaos-crash epoch [0-9]*: \([0-9]*\) metrics missing.*/\1/p' \
 	"$(am_log_of collector)" | awk '{ s += $1 } END { printf "%d\n", s }')
 am_assert_eq "gaps counted = gaps logged" "$logged" "${total[gap]}"
