@@ -21,8 +21,10 @@ count=$((rate * (kills * period + 10)))
 
 am_fresh_db
 "$AM_BIN_DIR/athena-collector" --migrate
-# Small transactions, so that a kill usually finds one open.
-chaos_collector_start collector COLLECTOR_BATCH_ROWS=500
+# Small transactions, so that a kill usually finds one open. A backlog past
+# 8 MiB of rows goes to the spool, which a SIGKILL does not lose, so what a
+# kill loses from memory stays within what the 16 MiB replay ring holds.
+chaos_collector_start collector COLLECTOR_BATCH_ROWS=500 COLLECTOR_QUEUE_MAX_MIB=8
 am_bg load "$AM_BIN_DIR/athena-metrics-load" --url "$(chaos_bus collector)" \
 	--metrics-replay-urls "$(chaos_replay collector)" --count "$count" \
 	--rate "$rate" --source-id chaos-crash --metrics-linger-ms 60000
