@@ -257,6 +257,61 @@ static const struct migration migrations[] = {
      "  WHILE j <= nq LOOP r[j] := lo * power(1.12, 126); j := j + 1; END LOOP;"
      "  RETURN r;"
      "END $$;"},
+    {5, "model prices and per-call cost",
+     /*
+      * Prices per model in USD per million tokens, versioned: a change adds
+      * a row from its valid_from on. Each call's cost is computed once, when
+      * it is stored, from the price in force at its timestamp
+      * (am_call_cost), and never rewritten; a model without a price costs 0.
+      * Rows stored before this migration had no price, so 0 is their cost
+      * (a constant default: no table rewrite).
+      */
+     "CREATE TABLE llm_model_price ("
+     "  model text NOT NULL,"
+     "  valid_from timestamptz NOT NULL,"
+     "  input_usd_per_mtok numeric NOT NULL CHECK (input_usd_per_mtok >= 0),"
+     "  output_usd_per_mtok numeric NOT NULL CHECK (output_usd_per_mtok >= 0),"
+     "  created_at timestamptz NOT NULL DEFAULT now(),"
+     "  PRIMARY KEY (model, valid_from));"
+     /*
+      * A set-returning SQL function, so that PostgreSQL inlines it into the
+      * inserts (a LATERAL subquery: one index probe per row) and the formula
+      * lives in one place. numeric keeps sums of costs exact.
+      */
+     "CREATE FUNCTION am_call_cost(m text, ts timestamptz, prompt integer, generated integer)"
+     "  RETURNS TABLE (cost_usd numeric) LANGUAGE sql STABLE PARALLEL SAFE AS $$"
+     "  SELECT coalesce((SELECT (coalesce(prompt, 0) * p.input_usd_per_mtok"
+     "   + coalesce(generated, 0) * p.output_usd_per_mtok) * 0.000001"
+     "   FROM llm_model_price p WHERE p.model = m AND p.valid_from <= ts"
+     "   ORDER BY p.valid_from DESC LIMIT 1), 0) $$;"
+     "ALTER TABLE llm_performance_metric ADD COLUMN cost_usd numeric NOT NULL DEFAULT 0;"
+     "ALTER TABLE llm_metric_rollup ADD COLUMN cost_sum numeric NOT NULL DEFAULT 0;"
+     "ALTER TABLE llm_metric_rollup_label ADD COLUMN cost_sum numeric NOT NULL DEFAULT 0;"
+     /*
+      * The hour's recomputation fills the cost sums too: the labelled rollup
+      * from the rows, the one with histograms from the labelled one (its
+      * groups are a coarser cut of the same rows).
+      */
+     "CREATE OR REPLACE FUNCTION am_rollup_hour(h timestamptz) RETURNS bigint"
+     "  LANGUAGE plpgsql AS $$"
+     "DECLARE rows bigint;"
+     "BEGIN"
+     "  rows := am_rollup_hour_hist(h);"
+     "  DELETE FROM llm_metric_rollup_label WHERE hour = h;"
+     "  INSERT INTO llm_metric_rollup_label (hour, model, backend, source, status, intent, stage,"
+     "   n, errors, latency_sum, tps_sum, tokens_sum, cost_sum)"
+     "  SELECT h, model, backend, source, status, intent, stage, count(*),"
+     "   count(*) FILTER (WHERE status = 'error'), sum(latency_seconds),"
+     "   sum(tokens_per_second), coalesce(sum(tokens), 0), sum(cost_usd)"
+     "  FROM llm_performance_metric WHERE timestamp >= h AND timestamp < h + interval '1 hour'"
+     "  GROUP BY model, backend, source, status, intent, stage;"
+     "  UPDATE llm_metric_rollup r SET cost_sum = l.cost"
+     "  FROM (SELECT model, backend, source, status, sum(cost_sum) AS cost"
+     "   FROM llm_metric_rollup_label WHERE hour = h GROUP BY 1, 2, 3, 4) l"
+     "  WHERE r.hour = h AND r.model = l.model AND r.backend = l.backend"
+     "   AND r.source = l.source AND r.status = l.status AND l.cost <> 0;"
+     "  RETURN rows;"
+     "END $$;"},
     {6, "alert rules and their history",
      /*
       * Alert rules (admin-api/alerts.c) with their firing state, so that a

@@ -39,9 +39,12 @@ static const char stage_sql[] =
     "  stage text, source_id text, epoch bigint, seq bigint"
     ") ON COMMIT DELETE ROWS";
 
-static const char insert_sql[] = "INSERT INTO llm_performance_metric (" CL_ROW_COLUMNS ") "
-                                 "SELECT " CL_ROW_COLUMNS " FROM am_stage "
-                                 "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
+/* Each call's cost comes from the price in force at its timestamp (migration 5). */
+static const char insert_sql[] =
+    "INSERT INTO llm_performance_metric (" CL_ROW_COLUMNS ", cost_usd) "
+    "SELECT " CL_ROW_COLUMNS ", c.cost_usd FROM am_stage s, "
+    "LATERAL am_call_cost(s.model, s.timestamp, s.prompt_tokens, s.tokens) c "
+    "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
 
 /* Server notices (e.g. "already exists, skipping") go to the debug log, not stderr. */
 static void on_notice(void *arg, const char *message)
