@@ -16,20 +16,25 @@
  * Rows reach PostgreSQL as one array per column (made by metrics_record.c)
  * and are inserted by one statement, so a batch is stored whole or not at
  * all without an explicit transaction. Identity ids are drawn in the order
- * of ord, so ascending ids follow the records' order.
+ * of ord, so ascending ids follow the records' order. Each call's cost
+ * comes from the price in force at its timestamp (am_call_cost, migration 5).
  */
 #define INSERT_SQL                                                                                 \
     "INSERT INTO llm_performance_metric (timestamp, model, backend, latency_seconds, tokens,"      \
     " tokens_per_second, prompt_tokens, ttft_seconds, status, error_type, request_id,"             \
-    " session_id, user_id, zone, intent, device_id, source, stage, source_id, epoch, seq)"         \
-    " SELECT timestamptz 'epoch' + r.ts_us * interval '1 microsecond', r.model, r.backend,"        \
+    " session_id, user_id, zone, intent, device_id, source, stage, source_id, epoch, seq,"         \
+    " cost_usd)"                                                                                   \
+    " SELECT r.ts, r.model, r.backend,"                                                            \
     " r.latency_seconds, r.tokens, r.tokens_per_second, r.prompt_tokens, r.ttft_seconds,"          \
     " r.status, r.error_type, r.request_id, r.session_id, r.user_id, r.zone, r.intent,"            \
-    " r.device_id, 'api', r.stage, 'api', 0, nextval('llm_performance_metric_api_seq')"            \
+    " r.device_id, 'api', r.stage, 'api', 0, nextval('llm_performance_metric_api_seq'),"           \
+    " c.cost_usd FROM (SELECT *, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts"     \
     " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::float8[],"    \
     " $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"    \
     " $14::text[], $15::text[], $16::text[], $17::text[])"                                         \
-    " WITH ORDINALITY AS r(" AA_METRICS_COLUMNS ", ord) ORDER BY r.ord RETURNING id"
+    " WITH ORDINALITY AS u(" AA_METRICS_COLUMNS ", ord)) r,"                                       \
+    " LATERAL am_call_cost(r.model, r.ts, r.prompt_tokens, r.tokens) c"                            \
+    " ORDER BY r.ord RETURNING id"
 
 /*
  * wake tells the live-stream hubs (stream.c) that rows were stored; a CTE
@@ -53,7 +58,8 @@ static const char list_sql[] =
     " 'tokens_per_second', tokens_per_second, 'prompt_tokens', prompt_tokens,"
     " 'ttft_seconds', ttft_seconds, 'status', status, 'error_type', error_type,"
     " 'request_id', request_id, 'session_id', session_id, 'user_id', user_id, 'zone', zone,"
-    " 'intent', intent, 'device_id', device_id, 'source', source, 'stage', stage)"
+    " 'intent', intent, 'device_id', device_id, 'source', source, 'stage', stage,"
+    " 'cost_usd', trim_scale(cost_usd))"
     " ORDER BY timestamp DESC, id DESC), '[]'::json)"
     " FROM (SELECT * FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL
     " AND ($12::bigint IS NULL OR (timestamp, id) <"
@@ -68,7 +74,7 @@ static const char list_sql[] =
 #define FIGURES_SQL_COUNTS                                                                         \
     "count(*) AS n, count(*) FILTER (WHERE status = 'error') AS errors,"                           \
     " avg(latency_seconds) AS latency_avg, avg(tokens_per_second) AS tps_avg,"                     \
-    " coalesce(sum(tokens), 0) AS total_tokens"
+    " coalesce(sum(tokens), 0) AS total_tokens, coalesce(sum(cost_usd), 0) AS cost"
 #define FIGURES_SQL_LATENCY                                                                        \
     ", percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_seconds) AS lat"
 #define FIGURES_SQL_TPS                                                                            \
@@ -84,7 +90,7 @@ static const char list_sql[] =
 #define FIGURES_JSON_TPS_AVG ", 'tokens_per_second_avg', tps_avg"
 #define FIGURES_JSON_TPS     ", 'tokens_per_second_p50', tps_p50"
 #define FIGURES_JSON_TTFT    ", 'ttft_p50', ttft[1], 'ttft_p95', ttft[2]"
-#define FIGURES_JSON_TAIL    ", 'total_tokens', total_tokens"
+#define FIGURES_JSON_TAIL    ", 'total_tokens', total_tokens, 'cost_usd', trim_scale(cost)"
 #define FIGURES_JSON                                                                               \
     FIGURES_JSON_HEAD FIGURES_JSON_LATENCY FIGURES_JSON_TPS_AVG FIGURES_JSON_TPS FIGURES_JSON_TTFT \
         FIGURES_JSON_TAIL
@@ -106,11 +112,16 @@ const char aa_metrics_figures_sql[] =
 static const char counts_fmt[] =
     "WITH g AS (SELECT %s AS grp, count(*) AS n, count(*) FILTER (WHERE status = 'error') AS "
     "errors,"
-    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk"
+    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk,"
+    " coalesce(sum(cost_usd), 0) AS cost"
     " FROM llm_performance_metric WHERE " AA_METRICS_FILTER_SQL " %s) " AA_COUNTS_JSON;
 
-/* Values of group_by; each is also the column it groups by. */
-static const char *const group_names[] = {"model", "backend", "intent", "source", "stage", NULL};
+/*
+ * Values of group_by; each is also the column it groups by. No rollup keeps
+ * user_id or session_id: those groupings always read the rows.
+ */
+static const char *const group_names[] = {"model", "backend", "intent",     "source",
+                                          "stage", "user_id", "session_id", NULL};
 
 static const char *const figure_sets[] = {"all", "counts", NULL};
 
@@ -256,6 +267,13 @@ static bool histograms_keep(const struct aa_metrics_filter *f, const char *group
     return by && !f->intent && !f->session_id && !f->request_id && !f->stage;
 }
 
+/* Whether the rollups by intent and stage (counts and sums) keep the grouping and the filters. */
+static bool labels_keep(const struct aa_metrics_filter *f, const char *group)
+{
+    bool by = !group || (strcmp(group, "user_id") != 0 && strcmp(group, "session_id") != 0);
+    return by && !f->session_id && !f->request_id;
+}
+
 /* Runs the rollup query that build makes for group, with nparams params. */
 static void reply_rollup(struct aa_ctx *ctx, const struct am_http_request *req,
                          struct am_http_response *resp, int (*build)(char *, size_t, const char *),
@@ -282,7 +300,7 @@ static void counts(struct aa_ctx *ctx, const struct am_http_request *req,
 {
     char sql[SQL_MAX];
 
-    if (rollup && !f->session_id && !f->request_id) {
+    if (rollup && labels_keep(f, group)) {
         reply_rollup(ctx, req, resp, aa_rollup_counts_sql, group, AA_METRICS_FILTER_NPARAMS + 1,
                      params);
         return;

@@ -194,7 +194,8 @@ static void sums(struct am_buf *b, char p)
 /* Counts and sums of raw rows per group, as the rollups keep them. */
 #define RAW_COUNTS_SQL                                                                             \
     "count(*) AS n, count(*) FILTER (WHERE status = 'error') AS errors,"                           \
-    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk"
+    " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts, coalesce(sum(tokens), 0) AS tk,"   \
+    " coalesce(sum(cost_usd), 0) AS cost"
 
 #define BUCKET_OF(t) "date_bin($12::interval, " t ", timestamptz '2000-01-01 00:00:00+00')"
 
@@ -220,7 +221,7 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, u
     am_buf_printf(&b,
                   "WITH " SPAN_SQL ", ru AS (SELECT %s AS bkt, %s AS grp, sum(n) AS n,"
                   " sum(errors) AS errors, sum(latency_sum) AS ls, sum(tps_sum) AS ts,"
-                  " sum(tokens_sum) AS tk, ",
+                  " sum(tokens_sum) AS tk, sum(cost_sum) AS cost, ",
                   rbkt, g);
     const char kinds[3] = {'l', 't', 'f'};
     const unsigned bits[3] = {AA_FIG_LATENCY, AA_FIG_TPS, AA_FIG_TTFT};
@@ -236,11 +237,13 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, u
                   " FROM llm_metric_rollup r, span WHERE" ROLLUP_WHERE_SQL
                   " GROUP BY 1, 2), " RAW_SQL ","
                   " rr AS (SELECT bkt, grp, sum(c) FILTER (WHERE k = 'l') AS n, sum(e) AS errors,"
-                  " sum(ls) AS ls, sum(ts) AS ts, sum(tk) AS tk, %s AS lh, %s AS th, %s AS fh"
+                  " sum(ls) AS ls, sum(ts) AS ts, sum(tk) AS tk, sum(cost) AS cost, %s AS lh,"
+                  " %s AS th, %s AS fh"
                   " FROM (SELECT %s AS bkt, %s AS grp, 'l' AS k, am_bin(latency_seconds, 0.001)"
                   " AS b, count(*) AS c, count(*) FILTER (WHERE status = 'error') AS e,"
                   " sum(latency_seconds) AS ls, sum(tokens_per_second) AS ts,"
-                  " coalesce(sum(tokens), 0) AS tk FROM raw GROUP BY 1, 2, 4",
+                  " coalesce(sum(tokens), 0) AS tk, coalesce(sum(cost_usd), 0) AS cost"
+                  " FROM raw GROUP BY 1, 2, 4",
                   PICK(fam, AA_FIG_LATENCY,
                        "am_hist_from(array_agg(b) FILTER (WHERE k = 'l'), array_agg(c) FILTER "
                        "(WHERE k = 'l'))",
@@ -257,18 +260,18 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, u
     if (fam & AA_FIG_TPS)
         am_buf_printf(&b,
                       " UNION ALL SELECT %s, %s, 't', am_bin(tokens_per_second, 0.01), count(*),"
-                      " 0, 0, 0, 0 FROM raw GROUP BY 1, 2, 4",
+                      " 0, 0, 0, 0, 0 FROM raw GROUP BY 1, 2, 4",
                       mbkt, g);
     if (fam & AA_FIG_TTFT)
         am_buf_printf(&b,
                       " UNION ALL SELECT %s, %s, 'f', am_bin(ttft_seconds, 0.001), count(*),"
-                      " 0, 0, 0, 0 FROM raw WHERE ttft_seconds IS NOT NULL GROUP BY 1, 2, 4",
+                      " 0, 0, 0, 0, 0 FROM raw WHERE ttft_seconds IS NOT NULL GROUP BY 1, 2, 4",
                       mbkt, g);
     /* An ungrouped summary has its one group even when nothing matches. */
     am_buf_printf(&b,
                   ") x GROUP BY bkt, grp),"
                   " g AS (SELECT bkt, grp, sum(n) AS n, sum(errors) AS errors, sum(ls) AS ls,"
-                  " sum(ts) AS ts, sum(tk) AS tk, %s AS lh, %s AS th, %s AS fh"
+                  " sum(ts) AS ts, sum(tk) AS tk, sum(cost) AS cost, %s AS lh, %s AS th, %s AS fh"
                   " FROM (SELECT * FROM ru UNION ALL SELECT * FROM rr%s) u GROUP BY bkt, grp)"
                   " SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,",
                   PICK(fam, AA_FIG_LATENCY, "am_hist_sum(lh)", none),
@@ -276,7 +279,7 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, u
                   PICK(fam, AA_FIG_TTFT, "am_hist_sum(fh)", none),
                   group || bucketed ? ""
                                     : " UNION ALL SELECT NULL::timestamptz, NULL::text, 0, 0, 0, 0,"
-                                      " 0, NULL, NULL, NULL");
+                                      " 0, 0, NULL, NULL, NULL");
     const char *pct = fam ? "approximate" : "exact";
     if (bucketed)
         am_buf_printf(&b,
@@ -298,7 +301,8 @@ static int rollup_sql(char *out, size_t cap, const char *group, bool bucketed, u
         &b,
         "'count', n, 'errors', errors, 'error_rate', errors::float8 / NULLIF(n, 0)::float8,"
         " 'latency_avg', ls / NULLIF(n, 0)%s, 'tokens_per_second_avg', ts / NULLIF(n, 0)%s%s,"
-        " 'total_tokens', tk) ORDER BY %sgrp NULLS LAST), '[]'::json))"
+        " 'total_tokens', tk, 'cost_usd', trim_scale(cost)) ORDER BY %sgrp NULLS LAST),"
+        " '[]'::json))"
         " FROM g, LATERAL (SELECT %s AS lq, %s AS tq, %s AS fq OFFSET 0) q",
         PICK(fam, AA_FIG_LATENCY,
              ", 'latency_p50', lq[1], 'latency_p95', lq[2], 'latency_p99', lq[3]", ""),
@@ -326,16 +330,17 @@ int aa_rollup_counts_sql(char *out, size_t cap, const char *group)
     int n = snprintf(
         out, cap,
         "WITH " SPAN_SQL ", ru AS (SELECT %s AS grp, sum(n) AS n, sum(errors) AS errors,"
-        " sum(latency_sum) AS ls, sum(tps_sum) AS ts, sum(tokens_sum) AS tk"
-        " FROM llm_metric_rollup_label r, span WHERE" ROLLUP_WHERE_SQL
+        " sum(latency_sum) AS ls, sum(tps_sum) AS ts, sum(tokens_sum) AS tk,"
+        " sum(cost_sum) AS cost FROM llm_metric_rollup_label r, span WHERE" ROLLUP_WHERE_SQL
         " AND ($5::text IS NULL OR r.intent = $5::text) AND ($10::text IS NULL OR r.stage = "
         "$10::text)"
         " GROUP BY 1), " RAW_SQL ", ra AS (SELECT %s AS grp, " RAW_COUNTS_SQL
         " FROM raw GROUP BY 1),"
         " g AS (SELECT grp, sum(n) AS n, sum(errors) AS errors, sum(ls) AS ls, sum(ts) AS ts,"
-        " sum(tk) AS tk FROM (SELECT * FROM ru UNION ALL SELECT * FROM ra%s) u GROUP BY "
+        " sum(tk) AS tk, sum(cost) AS cost FROM (SELECT * FROM ru UNION ALL SELECT * FROM ra%s) u "
+        "GROUP BY "
         "grp) " AA_COUNTS_JSON,
-        g, g, group ? "" : " UNION ALL SELECT NULL::text, 0, 0, 0, 0, 0");
+        g, g, group ? "" : " UNION ALL SELECT NULL::text, 0, 0, 0, 0, 0, 0");
     return n < 0 || (size_t)n >= cap ? AM_ERANGE : AM_OK;
 }
 

@@ -38,14 +38,15 @@ int aa_rollup_summary_sql(char *out, size_t cap, const char *group);
 
 /*
  * The JSON of a summary with figures=counts, from a CTE g(grp, n, errors,
- * ls, ts, tk): exact on every path. $11 is the group_by name.
+ * ls, ts, tk, cost): exact on every path. $11 is the group_by name.
  */
 #define AA_COUNTS_JSON                                                                             \
     "SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"                 \
     " 'group_by', $11::text, 'figures', 'counts', 'groups', coalesce(json_agg(json_build_object("  \
     "'group', grp, 'count', n, 'errors', errors,"                                                  \
     " 'error_rate', errors::float8 / NULLIF(n, 0)::float8, 'latency_avg', ls / NULLIF(n, 0),"      \
-    " 'tokens_per_second_avg', ts / NULLIF(n, 0), 'total_tokens', tk)"                             \
+    " 'tokens_per_second_avg', ts / NULLIF(n, 0), 'total_tokens', tk,"                             \
+    " 'cost_usd', trim_scale(cost))"                                                               \
     " ORDER BY grp NULLS LAST), '[]'::json)) FROM g"
 
 /*
