@@ -4,6 +4,7 @@
 #include "am_http.h"
 #include "am_log.h"
 #include "alerts.h"
+#include "prices.h"
 #include "alerts_eval.h"
 #include "api.h"
 #include "pool.h"
@@ -139,14 +140,11 @@ const struct aa_route aa_health_routes[] = {
     {0},
 };
 
-/* The alert routes come before the registry's, whose /api/llm-backends/{id} would take them. */
-static const struct aa_route *const tables[] = {aa_health_routes,
-                                                aa_metrics_routes,
-                                                aa_stream_routes,
-                                                aa_alert_routes,
-                                                aa_backend_routes,
-                                                aa_page_routes,
-                                                NULL};
+/* Alert and price routes come before the registry's, whose /api/llm-backends/{id} would take them.
+ */
+static const struct aa_route *const tables[] = {
+    aa_health_routes, aa_metrics_routes, aa_stream_routes, aa_alert_routes,
+    aa_price_routes,  aa_backend_routes, aa_page_routes,   NULL};
 
 static void handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
