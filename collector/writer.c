@@ -156,34 +156,61 @@ static bool is_unique_violation(PGresult *res)
     return state && strcmp(state, "23505") == 0;
 }
 
+/* Sets *priced when any model has a price, so that rows need their cost computed. */
+static int prices_defined(PGconn *conn, bool *priced)
+{
+    PGresult *res = PQexec(conn, "SELECT EXISTS (SELECT 1 FROM llm_model_price)");
+    int rc = WRITE_OK;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *priced = PQgetvalue(res, 0, 0)[0] == 't';
+    } else {
+        am_log_warn("reading whether prices exist failed: %s", PQresultErrorMessage(res));
+        rc = classify(conn, res);
+    }
+    PQclear(res);
+    return rc;
+}
+
 /*
- * Writes the chunks of list (rows in all) in one transaction. Rows go
- * straight into the table with COPY, as fast as PostgreSQL loads anything.
- * When some are already stored (a redelivery, or another collector got
- * there first) that COPY fails on the unique key; then, inside the same
- * transaction, the rows go through the staging table and an insert that
- * skips the stored ones.
+ * Writes the chunks of list (rows in all) in one transaction. While no model
+ * has a price, every cost is 0 (the column's default) and rows go straight
+ * into the table with COPY, as fast as PostgreSQL loads anything. When some
+ * are already stored (a redelivery, or another collector got there first)
+ * that COPY fails on the unique key; then, inside the same transaction, the
+ * rows go through the staging table and an insert that skips the stored
+ * ones. With prices defined, rows always take that insert, which computes
+ * each row's cost.
  */
 static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t *inserted)
 {
     PGconn *conn = w->conn;
     PGresult *failed = NULL;
+    bool staged = false;
     int rc;
 
     if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
         return rc;
-    if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
+    if ((rc = prices_defined(conn, &staged)) != WRITE_OK)
         goto fail;
-    rc = copy_rows(conn, "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN", list, rows,
-                   &failed);
-    if (rc == WRITE_OK) {
-        *inserted = rows;
-    } else if (is_unique_violation(failed)) {
-        PQclear(failed);
-        failed = NULL;
-        drain(conn);
-        if ((rc = simple(conn, "ROLLBACK TO SAVEPOINT direct")) != WRITE_OK)
+    if (!staged) {
+        if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
             goto fail;
+        rc = copy_rows(conn, "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN", list,
+                       rows, &failed);
+        if (rc == WRITE_OK) {
+            *inserted = rows;
+        } else if (is_unique_violation(failed)) {
+            PQclear(failed);
+            failed = NULL;
+            drain(conn);
+            if ((rc = simple(conn, "ROLLBACK TO SAVEPOINT direct")) != WRITE_OK)
+                goto fail;
+            staged = true;
+        } else {
+            goto fail;
+        }
+    }
+    if (staged) {
         rc = copy_rows(conn, "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN", list, rows, &failed);
         if (rc != WRITE_OK)
             goto fail;
@@ -195,8 +222,6 @@ static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t 
         }
         *inserted = strtoull(PQcmdTuples(res), NULL, 10);
         PQclear(res);
-    } else {
-        goto fail;
     }
     /*
      * Wakes the admin-api's event stream at COMMIT (PostgreSQL delivers
