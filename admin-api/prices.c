@@ -43,11 +43,12 @@ static const char *const read_only[] = {"valid_until", "current", "created", "cr
 
 void aa_price_decimal(double v, char *out, size_t outlen)
 {
-    for (int digits = 1; digits <= 17; digits++) {
-        snprintf(out, outlen, "%.*g", digits, v);
+    for (int decimals = 0; decimals <= 20; decimals++) {
+        snprintf(out, outlen, "%.*f", decimals, v);
         if (strtod(out, NULL) == v)
             return;
     }
+    snprintf(out, outlen, "%.17g", v);
 }
 
 static int take_price(json_t *v, const char *name, char *out, size_t outlen, char *err,

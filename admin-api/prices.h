@@ -31,7 +31,11 @@ struct aa_price {
 int aa_price_parse(const char *body, size_t len, int64_t now_us, struct aa_price *out, char *err,
                    size_t errlen);
 
-/* Writes v as the shortest decimal (at most 17 digits) that reads back as v. */
+/*
+ * Writes v (0 .. AA_PRICE_MAX) as the shortest fixed-point decimal, with at
+ * most 20 decimals, that reads back as v; past that as "%.17g", which
+ * PostgreSQL's numeric also reads exactly. outlen >= 32.
+ */
 void aa_price_decimal(double v, char *out, size_t outlen);
 
 /* GET and PUT /api/llm-backends/prices: list them before aa_backend_routes. */

@@ -1,0 +1,1 @@
+am_integration_test(admin_cost integration/admin_cost.sh)
