@@ -155,7 +155,20 @@
     return withDate ? d.toLocaleDateString('en-CA') + ' ' + t : t;
   }
   const FORMAT = { count: (v) => fmtNum(v), error_rate: fmtRate, latency_p50: fmtSec, latency_p95: fmtSec,
-    latency_p99: fmtSec, tokens_per_second_p50: (v) => fmtNum(v, 1), ttft_p50: fmtSec, total_tokens: (v) => fmtNum(v) };
+    latency_p99: fmtSec, tokens_per_second_p50: (v) => fmtNum(v, 1), ttft_p50: fmtSec, total_tokens: (v) => fmtNum(v),
+    cost_usd: fmtUSD };
+
+  /* ---- cost ---- */
+
+  /* Estimated cost in US dollars: cents from $0.01 up, two significant digits below. */
+  function fmtUSD(v) {
+    if (v == null) return '–';
+    if (v === 0) return '$0';
+    if (v < 0.01) return '$' + v.toPrecision(2);
+    return '$' + v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  const costHead = () => '<th class="n" title="estimated from token counts and the model prices">Cost</th>';
+  const costCell = (g) => `<td class="n" data-cost="${g.cost_usd == null ? '' : g.cost_usd}">${fmtUSD(g.cost_usd)}</td>`;
 
   /* ---- headline figures ---- */
 
@@ -288,10 +301,10 @@
       `<td class="n ${g.errors ? 'st-error' : ''}">${fmtRate(g.error_rate)}</td><td class="n">${fmtSec(g.latency_p50)}</td>` +
       `<td class="n">${fmtSec(g.latency_p95)}</td><td class="n">${fmtSec(g.latency_p99)}</td>` +
       `<td class="n">${fmtNum(g.tokens_per_second_p50, 1)}</td><td class="n">${fmtSec(g.ttft_p50)}</td>` +
-      `<td class="n">${fmtNum(g.total_tokens)}</td></tr>`).join('');
+      `<td class="n">${fmtNum(g.total_tokens)}</td>${costCell(g)}</tr>`).join('');
     table.innerHTML = '<thead><tr><th></th><th class="n">Calls</th><th class="n">Errors</th><th class="n">p50</th>' +
       '<th class="n">p95</th><th class="n">p99</th><th class="n">Tokens/s</th><th class="n">TTFT p50</th>' +
-      '<th class="n">Tokens</th></tr></thead><tbody>' + rows + '</tbody>';
+      '<th class="n">Tokens</th>' + costHead() + '</tr></thead><tbody>' + rows + '</tbody>';
     const list = document.getElementById('dl-' + id.slice(4));
     if (list) mergeOptions(list, groups.map((g) => g.group).filter((x) => x != null));
   }

@@ -18,7 +18,7 @@ const env = (k) => {
 const ADMIN = env('ADMIN');
 const ARTEFACTS = env('ARTEFACTS');
 const FIGURES = ['count', 'error_rate', 'latency_p50', 'latency_p95', 'latency_p99',
-  'tokens_per_second_p50', 'ttft_p50', 'total_tokens'];
+  'tokens_per_second_p50', 'ttft_p50', 'total_tokens', 'cost_usd'];
 
 let failures = 0;
 function check(desc, ok, detail) {
@@ -69,6 +69,19 @@ async function checkBreakdown(page, desc) {
   const expect = want.map((g) => [g.group == null ? '(none)' : g.group, g.count, g.errors]);
   check(`${desc}: the intent breakdown shows the summary's counts and errors`,
     JSON.stringify(shown) === JSON.stringify(expect), `page ${JSON.stringify(shown)}, summary ${JSON.stringify(expect)}`);
+}
+
+// The model comparison's cost column against the summary grouped by model (page.sh prices phi3:mini only).
+async function checkCostByModel(page, desc) {
+  const since = await page.getAttribute('body', 'data-since');
+  const until = await page.getAttribute('body', 'data-until');
+  const want = (await getJSON('/api/llm-backends/metrics/summary?' +
+    new URLSearchParams({ since, until, group_by: 'model' }))).groups.map((g) => [g.group, g.cost_usd]);
+  const shown = await page.$$eval('#cmp-model table tbody tr',
+    (trs) => trs.map((t) => [t.cells[0].textContent, Number(t.querySelector('[data-cost]').dataset.cost)]));
+  check(`${desc}: the model comparison shows the summary's cost by model`,
+    JSON.stringify(shown) === JSON.stringify(want) && want.some((g) => g[1] > 0) && want.some((g) => g[1] === 0),
+    `page ${JSON.stringify(shown)}, summary ${JSON.stringify(want)}`);
 }
 
 // The request-rate chart integrates to the summary's count: every call is in one bucket.
@@ -163,6 +176,7 @@ async function main() {
   await checkRate(page, all.count, 'last hour');
   const cmpRows = await page.$$eval('#cmp-model table tbody tr', (trs) => trs.map((t) => t.cells[0].textContent));
   check('the model comparison lists both models', cmpRows.join(',') === 'llama3.1:8b,phi3:mini', cmpRows.join(','));
+  await checkCostByModel(page, 'last hour');
   await page.screenshot({ path: path.join(ARTEFACTS, 'page-laptop.png'), fullPage: true });
 
   // A metric published on the bus shows up in the live table within two seconds.

@@ -27,6 +27,11 @@ am_fresh_db
 collector_start collector
 admin_start admin ADMIN_ALERT_INTERVAL_S=1 ADMIN_ALERT_WEBHOOK_RETRIES=0
 
+# phi3:mini has a price (its calls cost something), llama3.1:8b none (0).
+out=$(http PUT /api/llm-backends/prices -H 'Content-Type: application/json' \
+	-d '{"model": "phi3:mini", "input_usd_per_mtok": 0.5, "output_usd_per_mtok": 1.5, "valid_from": 0}')
+am_assert_eq "price of phi3:mini" 200 "$(http_status "$out")"
+
 # Known metrics over the last 45 minutes: two models, two backends, three intents, every tenth
 # call an error, requests of three calls (classify, synthesize, validate).
 count=60
