@@ -41,14 +41,14 @@ static const char sql_put[] =
 /* Keys of a listed price that no client sets; accepted and ignored. */
 static const char *const read_only[] = {"valid_until", "current", "created", "created_at", NULL};
 
-void aa_price_decimal(double v, char *out, size_t outlen)
+int aa_price_decimal(double v, char *out, size_t outlen)
 {
-    for (int decimals = 0; decimals <= 20; decimals++) {
+    for (int decimals = 0; decimals <= AA_PRICE_DECIMALS; decimals++) {
         snprintf(out, outlen, "%.*f", decimals, v);
         if (strtod(out, NULL) == v)
-            return;
+            return AM_OK;
     }
-    snprintf(out, outlen, "%.17g", v);
+    return AM_EINVAL;
 }
 
 static int take_price(json_t *v, const char *name, char *out, size_t outlen, char *err,
@@ -60,7 +60,10 @@ static int take_price(json_t *v, const char *name, char *out, size_t outlen, cha
                  AA_PRICE_MAX);
         return AM_EINVAL;
     }
-    aa_price_decimal(json_number_value(v), out, outlen);
+    if (aa_price_decimal(json_number_value(v), out, outlen)) {
+        snprintf(err, errlen, "%s must have at most %d decimals", name, AA_PRICE_DECIMALS);
+        return AM_EINVAL;
+    }
     return AM_OK;
 }
 

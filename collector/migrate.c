@@ -261,22 +261,26 @@ static const struct migration migrations[] = {
      /*
       * Prices per model in USD per million tokens, versioned: a change adds
       * a row from its valid_from on. Each call's cost is computed once, when
-      * it is stored, from the price in force at its timestamp
-      * (am_call_cost), and never rewritten; a model without a price costs 0.
+      * it is stored, from the price in force at its timestamp (by the
+      * collector for the rows it copies, by am_call_cost for the admin-api's
+      * inserts), and never rewritten; a model without a price costs 0.
       * Rows stored before this migration had no price, so 0 is their cost
       * (a constant default: no table rewrite).
       */
      "CREATE TABLE llm_model_price ("
      "  model text NOT NULL,"
-     "  valid_from timestamptz NOT NULL,"
-     "  input_usd_per_mtok numeric NOT NULL CHECK (input_usd_per_mtok >= 0),"
-     "  output_usd_per_mtok numeric NOT NULL CHECK (output_usd_per_mtok >= 0),"
+     "  valid_from timestamptz NOT NULL CHECK (isfinite(valid_from)),"
+     /* The collector computes costs from these in fixed point (collector/cost.c). */
+     "  input_usd_per_mtok numeric NOT NULL"
+     "   CHECK (input_usd_per_mtok BETWEEN 0 AND 1000000 AND scale(input_usd_per_mtok) <= 12),"
+     "  output_usd_per_mtok numeric NOT NULL"
+     "   CHECK (output_usd_per_mtok BETWEEN 0 AND 1000000 AND scale(output_usd_per_mtok) <= 12),"
      "  created_at timestamptz NOT NULL DEFAULT now(),"
      "  PRIMARY KEY (model, valid_from));"
      /*
-      * A set-returning SQL function, so that PostgreSQL inlines it into the
-      * inserts (a LATERAL subquery: one index probe per row) and the formula
-      * lives in one place. numeric keeps sums of costs exact.
+      * A set-returning SQL function, so that PostgreSQL inlines it into an
+      * insert (a LATERAL subquery: one index probe per row). numeric keeps
+      * sums of costs exact.
       */
      "CREATE FUNCTION am_call_cost(m text, ts timestamptz, prompt integer, generated integer)"
      "  RETURNS TABLE (cost_usd numeric) LANGUAGE sql STABLE PARALLEL SAFE AS $$"

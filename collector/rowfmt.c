@@ -9,7 +9,7 @@
 #include <time.h>
 
 /* COPY text escapes: backslash, and the delimiter and line characters. */
-static int put_text(struct am_buf *b, const char *s)
+int cl_rowfmt_text(struct am_buf *b, const char *s)
 {
     if (!s)
         return am_buf_append(b, "\\N\t", 3);
@@ -59,8 +59,8 @@ static int put_row(struct am_buf *b, const Athena__Metrics__Metric *m, const cha
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (int)(m->timestamp_us % 1000000));
     rc |= am_buf_append(b, num, strlen(num));
-    rc |= put_text(b, m->model);
-    rc |= put_text(b, m->backend);
+    rc |= cl_rowfmt_text(b, m->model);
+    rc |= cl_rowfmt_text(b, m->backend);
     snprintf(num, sizeof num, "%.17g\t%d\t%.17g\t", m->latency_seconds,
              m->has_tokens ? m->tokens : 0, m->has_tokens_per_second ? m->tokens_per_second : 0.0);
     rc |= am_buf_append(b, num, strlen(num));
@@ -74,15 +74,15 @@ static int put_row(struct am_buf *b, const Athena__Metrics__Metric *m, const cha
     else
         snprintf(num, sizeof num, "\\N\t");
     rc |= am_buf_append(b, num, strlen(num));
-    rc |= put_text(b, m->has_error && m->error ? "error" : "ok");
-    rc |= put_text(b, m->error_type && *m->error_type ? m->error_type : NULL);
+    rc |= cl_rowfmt_text(b, m->has_error && m->error ? "error" : "ok");
+    rc |= cl_rowfmt_text(b, m->error_type && *m->error_type ? m->error_type : NULL);
     const char *opt[] = {m->request_id, m->session_id, m->user_id,
                          m->zone,       m->intent,     m->device_id};
     for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
-        rc |= put_text(b, opt[i] && *opt[i] ? opt[i] : NULL);
-    rc |= put_text(b, m->source && *m->source ? m->source : "unknown");
-    rc |= put_text(b, m->stage && *m->stage ? m->stage : NULL);
-    rc |= put_text(b, source_id);
+        rc |= cl_rowfmt_text(b, opt[i] && *opt[i] ? opt[i] : NULL);
+    rc |= cl_rowfmt_text(b, m->source && *m->source ? m->source : "unknown");
+    rc |= cl_rowfmt_text(b, m->stage && *m->stage ? m->stage : NULL);
+    rc |= cl_rowfmt_text(b, source_id);
     snprintf(num, sizeof num, "%" PRId64 "\t%" PRId64 "\n", epoch, seq);
     rc |= am_buf_append(b, num, strlen(num));
     return rc ? AM_EFULL : AM_OK;

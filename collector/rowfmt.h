@@ -20,4 +20,11 @@
 long cl_rowfmt_batch(struct am_buf *out, const Athena__Metrics__MetricBatch *batch,
                      unsigned *invalid);
 
+/*
+ * Appends s as one COPY text field followed by its tab (NULL as \N), with
+ * backslash, tab, newline and carriage return escaped. Same returns as
+ * am_buf_append.
+ */
+int cl_rowfmt_text(struct am_buf *b, const char *s);
+
 #endif

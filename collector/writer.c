@@ -3,6 +3,7 @@
 #include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
+#include "cost.h"
 #include "migrate.h"
 #include "rowfmt.h"
 #include "stats.h"
@@ -25,6 +26,8 @@ struct cl_writer {
     int64_t stop_deadline_ns;
     pthread_mutex_t mu;
     pthread_cond_t wake;
+    cl_prices *prices;    /* read at the start of each transaction */
+    struct am_buf costed; /* one chunk's rows with their cost column */
 };
 
 enum { WRITE_OK, WRITE_RETRY, WRITE_DATA };
@@ -36,15 +39,24 @@ static const char stage_sql[] =
     "  tokens integer, tokens_per_second double precision, prompt_tokens integer,"
     "  ttft_seconds double precision, status text, error_type text, request_id text,"
     "  session_id text, user_id text, zone text, intent text, device_id text, source text,"
-    "  stage text, source_id text, epoch bigint, seq bigint"
+    "  stage text, source_id text, epoch bigint, seq bigint, cost_usd numeric"
     ") ON COMMIT DELETE ROWS";
 
-/* Each call's cost comes from the price in force at its timestamp (migration 5). */
+/* Rows staged without a cost column (no model has a price) cost 0. */
 static const char insert_sql[] =
     "INSERT INTO llm_performance_metric (" CL_ROW_COLUMNS ", cost_usd) "
-    "SELECT " CL_ROW_COLUMNS ", c.cost_usd FROM am_stage s, "
-    "LATERAL am_call_cost(s.model, s.timestamp, s.prompt_tokens, s.tokens) c "
+    "SELECT " CL_ROW_COLUMNS ", coalesce(cost_usd, 0) FROM am_stage "
     "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
+
+/*
+ * Every price version, for cl_prices: times in the format of COPY rows
+ * (versions past year 9999 never apply to a call, whose time is before
+ * 2100), prices as plain decimals.
+ */
+static const char prices_sql[] =
+    "SELECT model, to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00',"
+    " input_usd_per_mtok::text, output_usd_per_mtok::text FROM llm_model_price"
+    " WHERE valid_from < '9999-01-01'";
 
 /* Server notices (e.g. "already exists, skipping") go to the debug log, not stderr. */
 static void on_notice(void *arg, const char *message)
@@ -120,10 +132,15 @@ static void drain(PGconn *conn)
         PQclear(res);
 }
 
-/* COPY of every chunk of list into table; returns WRITE_OK or a failure class. */
-static int copy_rows(PGconn *conn, const char *sql, struct cl_chunk *list, size_t rows,
-                     PGresult **failed)
+/*
+ * COPY of every chunk of list into table (its column list in sql, with
+ * cost_usd last when w->prices holds any version: each chunk then gets its
+ * cost column on the way); returns WRITE_OK or a failure class.
+ */
+static int copy_rows(cl_writer *w, const char *sql, struct cl_chunk *list, PGresult **failed)
 {
+    PGconn *conn = w->conn;
+    bool priced = cl_prices_count(w->prices) > 0;
     PGresult *res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         *failed = res;
@@ -131,7 +148,20 @@ static int copy_rows(PGconn *conn, const char *sql, struct cl_chunk *list, size_
     }
     PQclear(res);
     for (struct cl_chunk *c = list; c; c = c->next) {
-        if (PQputCopyData(conn, c->rows, (int)c->len) != 1) {
+        const char *data = c->rows;
+        size_t len = c->len;
+        if (priced) {
+            w->costed.len = 0;
+            if (cl_prices_cost_rows(w->prices, c->rows, c->len, &w->costed)) {
+                /* Only out of memory: the bound holds any chunk with its costs. */
+                PQputCopyEnd(conn, "out of memory for the cost column");
+                drain(conn);
+                return WRITE_RETRY;
+            }
+            data = w->costed.data;
+            len = w->costed.len;
+        }
+        if (PQputCopyData(conn, data, (int)len) != 1) {
             am_log_warn("COPY data failed: %s", PQerrorMessage(conn));
             return WRITE_RETRY;
         }
@@ -156,62 +186,77 @@ static bool is_unique_violation(PGresult *res)
     return state && strcmp(state, "23505") == 0;
 }
 
-/* Sets *priced when any model has a price, so that rows need their cost computed. */
-static int prices_defined(PGconn *conn, bool *priced)
+/*
+ * Reads every price version into w->prices, inside the transaction that
+ * stores the rows: a price defined before it starts applies to its rows.
+ */
+static int load_prices(cl_writer *w)
 {
-    PGresult *res = PQexec(conn, "SELECT EXISTS (SELECT 1 FROM llm_model_price)");
+    PGresult *res = PQexec(w->conn, prices_sql);
     int rc = WRITE_OK;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        *priced = PQgetvalue(res, 0, 0)[0] == 't';
-    } else {
-        am_log_warn("reading whether prices exist failed: %s", PQresultErrorMessage(res));
-        rc = classify(conn, res);
+    cl_prices_clear(w->prices);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        am_log_warn("reading the model prices failed: %s", PQresultErrorMessage(res));
+        rc = classify(w->conn, res);
+        PQclear(res);
+        return rc;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        int e = cl_prices_add(w->prices, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                              PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+        if (e == AM_ENOMEM) {
+            rc = WRITE_RETRY;
+            break;
+        }
+        /* The table's checks keep prices readable; one that is not costs nothing. */
+        if (e)
+            am_log_warn("price of %s from %s (%s, %s) cannot be read; its calls cost 0",
+                        PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                        PQgetvalue(res, i, 3));
     }
     PQclear(res);
     return rc;
 }
 
 /*
- * Writes the chunks of list (rows in all) in one transaction. While no model
- * has a price, every cost is 0 (the column's default) and rows go straight
- * into the table with COPY, as fast as PostgreSQL loads anything. When some
- * are already stored (a redelivery, or another collector got there first)
- * that COPY fails on the unique key; then, inside the same transaction, the
- * rows go through the staging table and an insert that skips the stored
- * ones. With prices defined, rows always take that insert, which computes
- * each row's cost.
+ * Writes the chunks of list (rows in all) in one transaction. Rows go
+ * straight into the table with COPY, as fast as PostgreSQL loads anything,
+ * each with its cost computed here from the prices read at the start of the
+ * transaction (no cost column while no model has a price: the default is 0).
+ * When some are already stored (a redelivery, or another collector got
+ * there first) that COPY fails on the unique key; then, inside the same
+ * transaction, the rows go through the staging table and an insert that
+ * skips the stored ones.
  */
 static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t *inserted)
 {
     PGconn *conn = w->conn;
     PGresult *failed = NULL;
-    bool staged = false;
     int rc;
 
     if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
         return rc;
-    if ((rc = prices_defined(conn, &staged)) != WRITE_OK)
+    if ((rc = load_prices(w)) != WRITE_OK)
         goto fail;
-    if (!staged) {
-        if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
+    bool priced = cl_prices_count(w->prices) > 0;
+    if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
+        goto fail;
+    rc = copy_rows(w,
+                   priced ? "COPY llm_performance_metric (" CL_ROW_COLUMNS ", cost_usd) FROM STDIN"
+                          : "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN",
+                   list, &failed);
+    if (rc == WRITE_OK) {
+        *inserted = rows;
+    } else if (is_unique_violation(failed)) {
+        PQclear(failed);
+        failed = NULL;
+        drain(conn);
+        if ((rc = simple(conn, "ROLLBACK TO SAVEPOINT direct")) != WRITE_OK)
             goto fail;
-        rc = copy_rows(conn, "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN", list,
-                       rows, &failed);
-        if (rc == WRITE_OK) {
-            *inserted = rows;
-        } else if (is_unique_violation(failed)) {
-            PQclear(failed);
-            failed = NULL;
-            drain(conn);
-            if ((rc = simple(conn, "ROLLBACK TO SAVEPOINT direct")) != WRITE_OK)
-                goto fail;
-            staged = true;
-        } else {
-            goto fail;
-        }
-    }
-    if (staged) {
-        rc = copy_rows(conn, "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN", list, rows, &failed);
+        rc = copy_rows(w,
+                       priced ? "COPY am_stage (" CL_ROW_COLUMNS ", cost_usd) FROM STDIN"
+                              : "COPY am_stage (" CL_ROW_COLUMNS ") FROM STDIN",
+                       list, &failed);
         if (rc != WRITE_OK)
             goto fail;
         PGresult *res = PQexecPrepared(conn, "am_insert", 0, NULL, NULL, NULL, 0);
@@ -222,6 +267,8 @@ static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t 
         }
         *inserted = strtoull(PQcmdTuples(res), NULL, 10);
         PQclear(res);
+    } else {
+        goto fail;
     }
     /*
      * Wakes the admin-api's event stream at COMMIT (PostgreSQL delivers
@@ -581,6 +628,16 @@ int cl_writer_start(cl_writer **out, const struct cl_writer_config *cfg, struct 
     cl_writer *w = calloc(1, sizeof *w);
     if (!w)
         return AM_ENOMEM;
+    if (cl_prices_new(&w->prices)) {
+        free(w);
+        return AM_ENOMEM;
+    }
+    /*
+     * One chunk's rows (the receiver bounds them at 4 x AM_FRAME_MAX) and a
+     * cost column for each: at most 32 bytes for each of the fewer than
+     * 150,000 metrics a message can hold.
+     */
+    am_buf_init(&w->costed, 6 * AM_FRAME_MAX);
     w->cfg = *cfg;
     w->q = q;
     pthread_mutex_init(&w->mu, NULL);
@@ -592,6 +649,7 @@ int cl_writer_start(cl_writer **out, const struct cl_writer_config *cfg, struct 
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->mu);
+        cl_prices_free(w->prices);
         free(w);
         return AM_ENOMEM;
     }
@@ -611,5 +669,7 @@ void cl_writer_stop(cl_writer *w)
     pthread_join(w->thread, NULL);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->mu);
+    cl_prices_free(w->prices);
+    am_buf_free(&w->costed);
     free(w);
 }

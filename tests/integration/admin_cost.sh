@@ -102,6 +102,17 @@ put_price '{"model": "phi3:mini", "input_usd_per_mtok": 0.3, "output_usd_per_mto
 am_wait load 60 || am_fail "the load generator failed: $(tail -3 "$(am_log_of load)")"
 all_stored() { (($(bus_rows) == 3000)); }
 am_wait_for "3000 calls from the bus stored" 60 all_stored
+# Messages delivered twice take the staging table (their rows are partly stored): costed too.
+am_bg inject "$AM_BIN_DIR/am-bus-inject" --url "$COLLECTOR_BUS" --source-id cost-dup --epoch 7 \
+	--batches 20 --batch-size 50 --repeat 2 --hold
+duplicates_stored() {
+	[[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE source_id = 'cost-dup'") == 1000 ]] &&
+		collector_metric_is athena_collector_metrics_duplicate_total "" 1000
+}
+am_wait_for "1000 rows sent twice stored once" 60 duplicates_stored
+am_stop inject
+am_assert_eq "rows sent twice all cost something" t \
+	"$(am_psql "SELECT bool_and(cost_usd > 0) FROM llm_performance_metric WHERE source_id = 'cost-dup'")"
 collector_assert_nothing_dropped
 am_assert_eq "bus calls of phi3:mini at both prices" 2 \
 	"$(am_psql "SELECT count(DISTINCT cost_usd * 1000000 / (coalesce(prompt_tokens, 0) * 0.03 + tokens * 0.09) > 5)

@@ -86,6 +86,9 @@ static void test_bad_definitions_name_what_is_wrong(void **state)
             "input_usd_per_mtok must be a number from 0");
     refused("{\"model\": \"m\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": \"3\"}",
             "output_usd_per_mtok must be a number");
+    refused("{\"model\": \"m\", \"input_usd_per_mtok\": 0.0000000000001, "
+            "\"output_usd_per_mtok\": 1}",
+            "input_usd_per_mtok must have at most 12 decimals");
     refused("{\"model\": \"m\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1e7}",
             "output_usd_per_mtok must be a number from 0 to 1000000");
     refused("{\"model\": \"m\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1, "
@@ -103,16 +106,17 @@ static void test_bad_definitions_name_what_is_wrong(void **state)
 static void test_decimal_is_the_shortest_that_reads_back(void **state)
 {
     char out[32];
-    aa_price_decimal(0.15, out, sizeof out);
+    assert_int_equal(aa_price_decimal(0.15, out, sizeof out), AM_OK);
     assert_string_equal(out, "0.15");
-    aa_price_decimal(0.1 + 0.2, out, sizeof out);
-    assert_string_equal(out, "0.30000000000000004");
-    aa_price_decimal(1000000, out, sizeof out);
+    assert_int_equal(aa_price_decimal(1000000, out, sizeof out), AM_OK);
     assert_string_equal(out, "1000000");
-    aa_price_decimal(1e-7, out, sizeof out);
+    assert_int_equal(aa_price_decimal(1e-7, out, sizeof out), AM_OK);
     assert_string_equal(out, "0.0000001");
-    aa_price_decimal(1.2345678901234567e-9, out, sizeof out);
-    assert_true(strtod(out, NULL) == 1.2345678901234567e-9);
+    assert_int_equal(aa_price_decimal(0.000000000001, out, sizeof out), AM_OK);
+    assert_string_equal(out, "0.000000000001");
+    /* Past 12 decimals (0.1 + 0.2 is 0.30000000000000004 in binary): refused. */
+    assert_int_equal(aa_price_decimal(0.1 + 0.2, out, sizeof out), AM_EINVAL);
+    assert_int_equal(aa_price_decimal(1.5e-13, out, sizeof out), AM_EINVAL);
 }
 
 int main(void)
