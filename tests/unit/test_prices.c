@@ -9,6 +9,7 @@
 #include "am_error.h"
 #include "prices.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,30 +47,29 @@ static void test_accepts_a_definition_and_defaults_valid_from_to_now(void **stat
     assert_string_equal(p.valid_from, "2026-01-31 12:00:00.000000+00");
 }
 
-static void test_valid_from_as_iso_or_unix_seconds(void **state)
+/* A definition of model m with more (JSON members) is accepted and stores valid_from want. */
+static void accepted(const char *more, const char *want)
 {
     struct aa_price p;
-    char err[256];
-    assert_int_equal(parse("{\"model\": \"m\", \"input_usd_per_mtok\": 0, \"output_usd_per_mtok\": "
-                           "0, \"valid_from\": \"2026-02-01T00:00:00Z\"}",
-                           &p, err),
-                     AM_OK);
-    assert_string_equal(p.valid_from, "2026-02-01 00:00:00.000000+00");
-    assert_int_equal(parse("{\"model\": \"m\", \"input_usd_per_mtok\": 0, \"output_usd_per_mtok\": "
-                           "0, \"valid_from\": 1769860800.5}",
-                           &p, err),
-                     AM_OK);
-    assert_string_equal(p.valid_from, "2026-01-31 12:00:00.500000+00");
+    char body[256], err[256];
+    snprintf(body, sizeof body,
+             "{\"model\": \"m\", \"input_usd_per_mtok\": 0, \"output_usd_per_mtok\": 1, %s}", more);
+    if (parse(body, &p, err) != AM_OK)
+        fail_msg("refused %s: %s", body, err);
+    assert_string_equal(p.valid_from, want);
+}
+
+static void test_valid_from_as_iso_or_unix_seconds(void **state)
+{
+    accepted("\"valid_from\": \"2026-02-01T00:00:00Z\"", "2026-02-01 00:00:00.000000+00");
+    accepted("\"valid_from\": 1769860800.5", "2026-01-31 12:00:00.500000+00");
+    accepted("\"valid_from\": null", "2026-01-31 12:00:00.000000+00");
 }
 
 static void test_listed_keys_are_ignored(void **state)
 {
-    struct aa_price p;
-    char err[256];
-    assert_int_equal(parse("{\"model\": \"m\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": "
-                           "2, \"current\": true, \"valid_until\": null, \"created_at\": \"x\"}",
-                           &p, err),
-                     AM_OK);
+    accepted("\"current\": true, \"valid_until\": null, \"created\": false, \"created_at\": \"x\"",
+             "2026-01-31 12:00:00.000000+00");
 }
 
 static void test_bad_definitions_name_what_is_wrong(void **state)
