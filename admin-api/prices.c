@@ -82,27 +82,13 @@ static int take_time(json_t *v, char *out, size_t outlen, char *err, size_t errl
     return AM_OK;
 }
 
-int aa_price_parse(const char *body, size_t len, int64_t now_us, struct aa_price *out, char *err,
-                   size_t errlen)
+int aa_price_parse(json_t *root, int64_t now_us, struct aa_price *out, char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *root, *v;
+    json_t *v;
     const char *key;
-    char text[160];
-    int rc = AM_EINVAL;
+    char text[64];
 
     memset(out, 0, sizeof *out);
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        aa_ascii_copy(text, sizeof text, jerr.text);
-        snprintf(err, errlen, "body is not valid JSON: %s (line %d, column %d)", text, jerr.line,
-                 jerr.column);
-        return AM_EINVAL;
-    }
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "body must be a JSON object");
-        goto out;
-    }
     json_object_foreach(root, key, v)
     {
         int r = 0;
@@ -111,9 +97,9 @@ int aa_price_parse(const char *body, size_t len, int64_t now_us, struct aa_price
         if (!strcmp(key, "model") || !strcmp(key, "input_usd_per_mtok") ||
             !strcmp(key, "output_usd_per_mtok") || !strcmp(key, "valid_from") || read_only[r])
             continue;
-        aa_ascii_copy(text, 64, key);
+        aa_ascii_copy(text, sizeof text, key);
         snprintf(err, errlen, "unknown field '%s'", text);
-        goto out;
+        return AM_EINVAL;
     }
     v = json_object_get(root, "model");
     if (!json_is_string(v) || json_string_length(v) == 0 ||
@@ -121,31 +107,28 @@ int aa_price_parse(const char *body, size_t len, int64_t now_us, struct aa_price
         !am_utf8_valid(json_string_value(v), AM_METRIC_MAX_STRING)) {
         snprintf(err, errlen, "model is required (a non-empty string of at most %d bytes)",
                  AM_METRIC_MAX_STRING);
-        goto out;
+        return AM_EINVAL;
     }
     memcpy(out->model, json_string_value(v), json_string_length(v) + 1);
     if (!json_object_get(root, "input_usd_per_mtok") ||
         !json_object_get(root, "output_usd_per_mtok")) {
         snprintf(err, errlen, "input_usd_per_mtok and output_usd_per_mtok are required");
-        goto out;
+        return AM_EINVAL;
     }
     if (take_price(json_object_get(root, "input_usd_per_mtok"), "input_usd_per_mtok",
                    out->input_usd_per_mtok, sizeof out->input_usd_per_mtok, err, errlen) ||
         take_price(json_object_get(root, "output_usd_per_mtok"), "output_usd_per_mtok",
                    out->output_usd_per_mtok, sizeof out->output_usd_per_mtok, err, errlen))
-        goto out;
+        return AM_EINVAL;
     v = json_object_get(root, "valid_from");
     if (v && !json_is_null(v)) {
         if (take_time(v, out->valid_from, sizeof out->valid_from, err, errlen))
-            goto out;
+            return AM_EINVAL;
     } else if (aa_format_unix((double)now_us / 1e6, out->valid_from, sizeof out->valid_from)) {
         snprintf(err, errlen, "the clock is outside 1970..9999");
-        goto out;
+        return AM_EINVAL;
     }
-    rc = AM_OK;
-out:
-    json_decref(root);
-    return rc;
+    return AM_OK;
 }
 
 static void list_prices(struct aa_ctx *ctx, const struct am_http_request *req,
@@ -167,13 +150,15 @@ static void put_price(struct aa_ctx *ctx, const struct am_http_request *req,
                       struct am_http_response *resp, const char *arg)
 {
     struct aa_price *p = malloc(sizeof *p);
+    json_t *root = NULL;
     char err[AA_ERR_MAX];
 
     if (!p) {
         am_http_error(resp, 500, "out of memory");
         return;
     }
-    if (aa_price_parse(req->body, req->body_len, aa_metrics_now_us(), p, err, sizeof err)) {
+    if (aa_body_object(req, &root, err) ||
+        aa_price_parse(root, aa_metrics_now_us(), p, err, sizeof err)) {
         am_http_error(resp, 400, err);
         goto out;
     }
@@ -184,6 +169,7 @@ static void put_price(struct aa_ctx *ctx, const struct am_http_request *req,
                    "prices: model %s costs %s/%s USD per million tokens from %s", p->model,
                    p->input_usd_per_mtok, p->output_usd_per_mtok, p->valid_from);
 out:
+    json_decref(root);
     free(p);
 }
 

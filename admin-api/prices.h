@@ -5,6 +5,8 @@
 #include "am_metric.h"
 #include "api.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,17 +23,16 @@ struct aa_price {
 };
 
 /*
- * Checks a price definition, a JSON object (body, len bytes): model
- * (required, a non-empty string as a metric's model), input_usd_per_mtok
- * and output_usd_per_mtok (required numbers from 0 to AA_PRICE_MAX, with at
- * most AA_PRICE_DECIMALS decimals) and
- * valid_from (optional, ISO 8601 or Unix seconds; now_us when absent).
- * Keys that a price carries when listed (valid_until, current, created,
- * created_at) are ignored; any other key is refused. Returns AM_OK, or
- * AM_EINVAL with a one-line reason naming the field in err (errlen bytes).
+ * Checks a price definition, the JSON object root: model (required, a
+ * non-empty string as a metric's model), input_usd_per_mtok and
+ * output_usd_per_mtok (required numbers from 0 to AA_PRICE_MAX, with at
+ * most AA_PRICE_DECIMALS decimals) and valid_from (optional, ISO 8601 or
+ * Unix seconds; now_us when absent or null). Keys that a price carries
+ * when listed (valid_until, current, created, created_at) are ignored; any
+ * other key is refused. Returns AM_OK, or AM_EINVAL with a one-line reason
+ * naming the field in err (errlen bytes). root stays the caller's.
  */
-int aa_price_parse(const char *body, size_t len, int64_t now_us, struct aa_price *out, char *err,
-                   size_t errlen);
+int aa_price_parse(json_t *root, int64_t now_us, struct aa_price *out, char *err, size_t errlen);
 
 /*
  * Writes v (0 .. AA_PRICE_MAX) as the shortest fixed-point decimal that

@@ -16,10 +16,19 @@
 /* 2026-01-31 12:00:00 UTC */
 #define NOW_US 1769860800000000LL
 
+/* Parses body as the handler does once it holds a JSON object (invalid JSON: AM_EINVAL). */
 static int parse(const char *body, struct aa_price *p, char *err)
 {
+    json_t *root = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
     err[0] = '\0';
-    return aa_price_parse(body, strlen(body), NOW_US, p, err, 256);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        snprintf(err, 256, "not a JSON object");
+        return AM_EINVAL;
+    }
+    int rc = aa_price_parse(root, NOW_US, p, err, 256);
+    json_decref(root);
+    return rc;
 }
 
 /* body is refused, and the reason contains want. */
@@ -74,8 +83,6 @@ static void test_listed_keys_are_ignored(void **state)
 
 static void test_bad_definitions_name_what_is_wrong(void **state)
 {
-    refused("{\"model\": \"m\", \"input_usd_per_mtok\": 1", "not valid JSON");
-    refused("[]", "JSON object");
     refused("{\"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}", "model is required");
     refused("{\"model\": \"\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}",
             "model is required");
@@ -97,9 +104,6 @@ static void test_bad_definitions_name_what_is_wrong(void **state)
     refused("{\"model\": \"m\", \"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1, "
             "\"backend\": \"mlx\"}",
             "unknown field 'backend'");
-    refused("{\"model\": \"m\", \"model\": \"n\", \"input_usd_per_mtok\": 1, "
-            "\"output_usd_per_mtok\": 1}",
-            "duplicate");
 }
 
 /* Prices reach PostgreSQL's numeric as the decimal the client wrote, not a binary expansion. */
