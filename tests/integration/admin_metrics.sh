@@ -29,7 +29,7 @@ port=${ADMIN##*:}
 list=$(curl -s "http://localhost:$port/api/llm-backends/metrics?model=phi3:mini&limit=50")
 am_assert_eq "GET by model finds the posted metric" 1 "$(jq 'length' <<<"$list")"
 am_assert_eq "item keys" \
-	'["backend","device_id","error_type","id","intent","latency_seconds","model","prompt_tokens","request_id","session_id","source","stage","status","timestamp","tokens","tokens_generated","tokens_per_second","ttft_seconds","user_id","zone"]' \
+	'["backend","cost_usd","device_id","error_type","id","intent","latency_seconds","model","prompt_tokens","request_id","session_id","source","stage","status","timestamp","tokens","tokens_generated","tokens_per_second","ttft_seconds","user_id","zone"]' \
 	"$(jq -c '.[0] | keys' <<<"$list")"
 am_assert_eq "item values" \
 	"[$id,\"2024-11-29T17:06:40.123+00:00\",\"phi3:mini\",\"ollama\",1.2,42,42,35,null,null,\"ok\",null,\"req-1\",\"sess-1\",\"u-1\",\"eu\",\"chat\",null,\"api\",null]" \

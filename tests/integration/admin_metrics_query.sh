@@ -177,7 +177,7 @@ check_figures "summary of a filtered subrange" \
 	>/dev/null
 answer=$(curl -s "$ADMIN$M/summary?$all&model=nope")
 am_assert_eq "summary of nothing: one empty group" \
-	'[{"group":null,"count":0,"errors":0,"error_rate":null,"latency_avg":null,"latency_p50":null,"latency_p95":null,"latency_p99":null,"tokens_per_second_avg":null,"tokens_per_second_p50":null,"ttft_p50":null,"ttft_p95":null,"total_tokens":0}]' \
+	'[{"group":null,"count":0,"errors":0,"error_rate":null,"latency_avg":null,"latency_p50":null,"latency_p95":null,"latency_p99":null,"tokens_per_second_avg":null,"tokens_per_second_p50":null,"ttft_p50":null,"ttft_p95":null,"total_tokens":0,"cost_usd":0}]' \
 	"$(jq -c .groups <<<"$answer")"
 am_assert_eq "grouped summary of nothing: no groups" "[]" \
 	"$(curl -s "$ADMIN$M/summary?$all&model=nope&group_by=model" | jq -c .groups)"

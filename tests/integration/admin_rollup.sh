@@ -112,7 +112,7 @@ compare_counts "$range&group_by=model&intent=weather&stage=classify" model \
 	"intent = 'weather' AND stage = 'classify'"
 am_assert_eq "counts with nothing in range, grouped" '[]' \
 	"$(curl -fs "$ADMIN/api/llm-backends/metrics/summary?figures=counts&$range&group_by=intent&model=nope" | jq -c .groups)"
-am_assert_eq "counts with nothing in range" '[{"group":null,"count":0,"errors":0,"error_rate":null,"latency_avg":null,"tokens_per_second_avg":null,"total_tokens":0}]' \
+am_assert_eq "counts with nothing in range" '[{"group":null,"count":0,"errors":0,"error_rate":null,"latency_avg":null,"tokens_per_second_avg":null,"total_tokens":0,"cost_usd":0}]' \
 	"$(curl -fs "$ADMIN/api/llm-backends/metrics/summary?figures=counts&$range&model=nope" | jq -c .groups)"
 
 # Rows for an hour already rolled up count at once (read raw until refreshed).
