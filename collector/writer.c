@@ -49,12 +49,14 @@ static const char insert_sql[] =
     "ON CONFLICT (source_id, epoch, seq) DO NOTHING";
 
 /*
- * Every price version, for cl_prices: times in the format of COPY rows
- * (versions past year 9999 never apply to a call, whose time is before
- * 2100), prices as plain decimals.
+ * Opens a write transaction, with the savepoint of the straight COPY, and
+ * reads every price version for cl_prices, in one round trip: times in the
+ * format of COPY rows (versions past year 9999 never apply to a call, whose
+ * time is before 2100), prices as plain decimals.
  */
-static const char prices_sql[] =
-    "SELECT model, to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00',"
+static const char begin_sql[] =
+    "BEGIN; SAVEPOINT direct; SELECT model, to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD "
+    "HH24:MI:SS.US') || '+00',"
     " input_usd_per_mtok::text, output_usd_per_mtok::text FROM llm_model_price"
     " WHERE valid_from < '9999-01-01'";
 
@@ -187,16 +189,18 @@ static bool is_unique_violation(PGresult *res)
 }
 
 /*
- * Reads every price version into w->prices, inside the transaction that
- * stores the rows: a price defined before it starts applies to its rows.
+ * Begins the transaction (begin_sql) and reads every price version into
+ * w->prices: a price defined before the transaction starts applies to its
+ * rows.
  */
-static int load_prices(cl_writer *w)
+static int begin_txn(cl_writer *w)
 {
-    PGresult *res = PQexec(w->conn, prices_sql);
+    PGresult *res = PQexec(w->conn, begin_sql);
     int rc = WRITE_OK;
     cl_prices_clear(w->prices);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        am_log_warn("reading the model prices failed: %s", PQresultErrorMessage(res));
+        am_log_warn("beginning a transaction and reading the model prices failed: %s",
+                    PQresultErrorMessage(res));
         rc = classify(w->conn, res);
         PQclear(res);
         return rc;
@@ -234,13 +238,9 @@ static int write_txn(cl_writer *w, struct cl_chunk *list, size_t rows, uint64_t 
     PGresult *failed = NULL;
     int rc;
 
-    if ((rc = simple(conn, "BEGIN")) != WRITE_OK)
-        return rc;
-    if ((rc = load_prices(w)) != WRITE_OK)
+    if ((rc = begin_txn(w)) != WRITE_OK)
         goto fail;
     bool priced = cl_prices_count(w->prices) > 0;
-    if ((rc = simple(conn, "SAVEPOINT direct")) != WRITE_OK)
-        goto fail;
     rc = copy_rows(w,
                    priced ? "COPY llm_performance_metric (" CL_ROW_COLUMNS ", cost_usd) FROM STDIN"
                           : "COPY llm_performance_metric (" CL_ROW_COLUMNS ") FROM STDIN",
