@@ -125,6 +125,9 @@ static const char *const group_names[] = {"model", "backend", "intent",     "sou
 
 static const char *const figure_sets[] = {"all", "counts", NULL};
 
+/* top=N (figures=counts): the N groups of highest cost, then most calls. */
+#define TOP_MAX 1000
+
 /* Families of percentiles a timeseries may ask for (figures=...), in answer order. */
 static const struct {
     const char *name;
@@ -301,12 +304,12 @@ static void counts(struct aa_ctx *ctx, const struct am_http_request *req,
     char sql[SQL_MAX];
 
     if (rollup && labels_keep(f, group)) {
-        reply_rollup(ctx, req, resp, aa_rollup_counts_sql, group, AA_METRICS_FILTER_NPARAMS + 1,
+        reply_rollup(ctx, req, resp, aa_rollup_counts_sql, group, AA_METRICS_FILTER_NPARAMS + 2,
                      params);
         return;
     }
     snprintf(sql, sizeof sql, counts_fmt, group ? group : "NULL::text", group ? "GROUP BY 1" : "");
-    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 1, params, NULL, NULL);
+    aa_reply_query(ctx, req, resp, 200, sql, AA_METRICS_FILTER_NPARAMS + 2, params, NULL, NULL);
 }
 
 static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
@@ -314,18 +317,27 @@ static void summary(struct aa_ctx *ctx, const struct am_http_request *req,
 {
     struct aa_metrics_filter f;
     char err[AA_ERR_MAX], sql[SQL_MAX];
-    const char *params[AA_METRICS_FILTER_NPARAMS + 1];
+    const char *params[AA_METRICS_FILTER_NPARAMS + 2];
     const char *group, *figures;
+    char top_text[24];
+    long long top;
     bool rollup;
 
     if (aa_metrics_filter_parse(req, true, &f, err) || parse_group(req, &group, err) ||
         aa_param_enum(req, "figures", figure_sets, "all", &figures, err) ||
+        aa_param_int(req, "top", 0, 1, TOP_MAX, &top, err) ||
         long_range(ctx, req, &f, &rollup, err)) {
         am_http_error(resp, 400, err);
         return;
     }
+    if (top && strcmp(figures, "counts") != 0) {
+        am_http_error(resp, 400, "top needs figures=counts");
+        return;
+    }
     aa_metrics_filter_params(&f, params);
     params[AA_METRICS_FILTER_NPARAMS] = group;
+    snprintf(top_text, sizeof top_text, "%lld", top);
+    params[AA_METRICS_FILTER_NPARAMS + 1] = top ? top_text : NULL;
     if (!strcmp(figures, "counts")) {
         counts(ctx, req, resp, &f, group, rollup, params);
         return;

@@ -38,7 +38,8 @@ int aa_rollup_summary_sql(char *out, size_t cap, const char *group);
 
 /*
  * The JSON of a summary with figures=counts, from a CTE g(grp, n, errors,
- * ls, ts, tk, cost): exact on every path. $11 is the group_by name.
+ * ls, ts, tk, cost): exact on every path. $11 is the group_by name, $12
+ * the number of groups kept, those of highest cost (NULL: every group).
  */
 #define AA_COUNTS_JSON                                                                             \
     "SELECT json_build_object('since', $1::timestamptz, 'until', $2::timestamptz,"                 \
@@ -47,7 +48,8 @@ int aa_rollup_summary_sql(char *out, size_t cap, const char *group);
     " 'error_rate', errors::float8 / NULLIF(n, 0)::float8, 'latency_avg', ls / NULLIF(n, 0),"      \
     " 'tokens_per_second_avg', ts / NULLIF(n, 0), 'total_tokens', tk,"                             \
     " 'cost_usd', trim_scale(cost))"                                                               \
-    " ORDER BY grp NULLS LAST), '[]'::json)) FROM g"
+    " ORDER BY grp NULLS LAST), '[]'::json))"                                                      \
+    " FROM (SELECT * FROM g ORDER BY cost DESC, n DESC, grp NULLS LAST LIMIT $12::bigint) g"
 
 /*
  * The summary with figures=counts over the rollups by intent and stage

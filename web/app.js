@@ -34,7 +34,8 @@
   function readView() {
     const q = new URLSearchParams(location.search);
     const v = { range: q.get('range') || '1h', since: q.get('since') || '', until: q.get('until') || '',
-      breakdown: q.get('breakdown') === 'stage' ? 'stage' : 'intent' };
+      breakdown: q.get('breakdown') === 'stage' ? 'stage' : 'intent',
+      costBy: q.get('cost_by') === 'session_id' ? 'session_id' : 'user_id' };
     if (!(v.range in RANGES) && v.range !== 'custom') v.range = '1h';
     for (const f of FILTERS) v[f] = q.get(f) || '';
     if (v.status !== 'ok' && v.status !== 'error') v.status = '';
@@ -50,6 +51,7 @@
       if (v.until) q.set('until', v.until);
     }
     if (v.breakdown !== 'intent') q.set('breakdown', v.breakdown);
+    if (v.costBy !== 'user_id') q.set('cost_by', v.costBy);
     const url = location.pathname + '?' + q.toString();
     if (url !== location.pathname + location.search) history[push ? 'pushState' : 'replaceState'](null, '', url);
   }
@@ -69,10 +71,12 @@
     form.elements.until.value = v.until ? toLocalInput(v.until) : '';
     form.classList.toggle('is-custom', v.range === 'custom');
     $('#breakdown').value = v.breakdown;
+    $('#costby').value = v.costBy;
   }
 
   function formView() {
-    const v = { range: form.elements.range.value, breakdown: $('#breakdown').value, since: '', until: '' };
+    const v = { range: form.elements.range.value, breakdown: $('#breakdown').value, costBy: $('#costby').value,
+      since: '', until: '' };
     for (const f of FILTERS) v[f] = form.elements[f].value.trim();
     if (v.range === 'custom') {
       const s = new Date(form.elements.since.value), u = new Date(form.elements.until.value);
@@ -319,6 +323,20 @@
     ] }, Object.assign(barOptions('calls', true), { plugins: { legend: { display: true, labels: { boxWidth: 12 } } },
       scales: { x: { stacked: true, beginAtZero: true, title: { display: true, text: 'calls' } }, y: { stacked: true } } }));
     if (by === 'intent') mergeOptions($('#dl-intent'), groups.map((g) => g.group).filter((x) => x != null));
+  }
+
+  /* The groups of highest cost (summary with top=COST_TOP), by user or by session. */
+  const COST_TOP = 20;
+
+  function renderCostBy(summary) {
+    const panel = document.getElementById('cost-by');
+    const groups = (summary.groups || []).slice().sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd) || b.count - a.count);
+    setEmpty(panel, groups.length ? '' : 'No calls in this range.');
+    panel.querySelector('.scroll').hidden = !groups.length;
+    const rows = groups.map((g) => `<tr><td>${esc(label(g))}</td><td class="n">${fmtNum(g.count)}</td>` +
+      `<td class="n">${fmtNum(g.total_tokens)}</td>${costCell(g)}</tr>`).join('');
+    panel.querySelector('table').innerHTML = '<thead><tr><th></th><th class="n">Calls</th><th class="n">Tokens</th>' +
+      costHead() + '</tr></thead><tbody>' + rows + '</tbody>';
   }
 
   function mergeOptions(list, values) {
@@ -609,6 +627,8 @@
       part(API + '/summary?' + query(view, r, { group_by: 'model' }), (s) => renderCompare('cmp-model', s), panelOf('cmp-model')),
       part(API + '/summary?' + query(view, r, { group_by: 'backend' }), (s) => renderCompare('cmp-backend', s), panelOf('cmp-backend')),
       part(API + '/summary?' + query(view, r, { group_by: by, figures: 'counts' }), (s) => renderBreakdown(s, by), panelOf('c-breakdown')),
+      part(API + '/summary?' + query(view, r, { group_by: view.costBy, figures: 'counts', top: String(COST_TOP) }),
+        renderCostBy, document.getElementById('cost-by')),
     ];
     /* The table first (the stream resumes after its newest id), then live updates. */
     const listed = getJSON(API + '?' + query(view, r, { limit: '100' })).then((list) => {
@@ -646,13 +666,14 @@
     const gen = generation;
     const r = rangeOf(view);
     try {
-      const [sum, ts, tps, m, b, br] = await Promise.all([
+      const [sum, ts, tps, m, b, br, cb] = await Promise.all([
         getJSON(API + '/summary?' + query(view, r, {})),
         getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, figures: 'latency' })),
         getJSON(API + '/timeseries?' + query(view, r, { bucket: r.bucket, group_by: 'model', figures: 'tokens_per_second' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'model' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: 'backend' })),
         getJSON(API + '/summary?' + query(view, r, { group_by: view.breakdown, figures: 'counts' })),
+        getJSON(API + '/summary?' + query(view, r, { group_by: view.costBy, figures: 'counts', top: String(COST_TOP) })),
       ]);
       if (gen !== generation) return;
       document.body.dataset.since = new Date(r.since).toISOString();
@@ -664,6 +685,7 @@
         renderCompare('cmp-model', m);
         renderCompare('cmp-backend', b);
         renderBreakdown(br, view.breakdown);
+        renderCostBy(cb);
       });
       notice('');
     } catch (e) {
@@ -685,6 +707,7 @@
     apply(true);
   });
   $('#breakdown').addEventListener('change', () => apply(true));
+  $('#costby').addEventListener('change', () => apply(true));
   $('#clear').addEventListener('click', () => {
     for (const f of FILTERS) form.elements[f].value = '';
     apply(true);

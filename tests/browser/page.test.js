@@ -84,6 +84,25 @@ async function checkCostByModel(page, desc) {
     `page ${JSON.stringify(shown)}, summary ${JSON.stringify(want)}`);
 }
 
+// The cost by user and by session: the summary's groups of highest cost (at most 20), highest first.
+async function checkCostBy(page, desc) {
+  for (const by of ['session_id', 'user_id']) {
+    await page.selectOption('#costby', by);
+    await ready(page);
+    const since = await page.getAttribute('body', 'data-since');
+    const until = await page.getAttribute('body', 'data-until');
+    const groups = (await getJSON('/api/llm-backends/metrics/summary?' +
+      new URLSearchParams({ since, until, group_by: by, figures: 'counts' }))).groups;
+    const want = groups.sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd) || b.count - a.count)
+      .slice(0, 20).map((g) => [g.group == null ? '(none)' : g.group, g.count, Number(g.cost_usd)]);
+    const shown = await page.$$eval('#cost-by table tbody tr', (trs) => trs.map((t) =>
+      [t.cells[0].textContent, Number(t.cells[1].textContent.replace(/[^0-9]/g, '')), Number(t.querySelector('[data-cost]').dataset.cost)]));
+    check(`${desc}: cost by ${by} shows the summary's groups of highest cost`,
+      JSON.stringify(shown) === JSON.stringify(want) && want.length > 0 && want[0][2] > 0,
+      `page ${JSON.stringify(shown)}, summary ${JSON.stringify(want)}`);
+  }
+}
+
 // The request-rate chart integrates to the summary's count: every call is in one bucket.
 async function checkRate(page, count, desc) {
   const r = await page.evaluate(() => {
@@ -177,6 +196,7 @@ async function main() {
   const cmpRows = await page.$$eval('#cmp-model table tbody tr', (trs) => trs.map((t) => t.cells[0].textContent));
   check('the model comparison lists both models', cmpRows.join(',') === 'llama3.1:8b,phi3:mini', cmpRows.join(','));
   await checkCostByModel(page, 'last hour');
+  await checkCostBy(page, 'last hour');
   await page.screenshot({ path: path.join(ARTEFACTS, 'page-laptop.png'), fullPage: true });
 
   // A metric published on the bus shows up in the live table within two seconds.

@@ -191,6 +191,30 @@ compare timeseries "$range&group_by=backend&bucket=1h&figures=counts" backend "$
 compare timeseries "$range&group_by=user_id&bucket=1h" user_id "$hour" exact
 compare timeseries "$range&group_by=model&bucket=1h&exact=true" model "$hour" exact
 
+# top=N (figures=counts): the N groups of highest cost (then most calls), on the
+# row path (sessions) and on the rollup path (models), against the reference
+# (their costs are checked exactly above; here which groups and in what order).
+top_of() {
+	am_psql "WITH $ref_cte SELECT string_agg(coalesce(grp, 'null') || ' ' || n, '|' ORDER BY cost DESC, n DESC, grp)
+	  FROM (SELECT $1 AS grp, count(*) AS n, sum(ref_cost) AS cost FROM c
+	  WHERE timestamp >= '$since' AND timestamp < '$until' GROUP BY 1 ORDER BY cost DESC, n DESC, grp LIMIT $2) t"
+}
+top_api() {
+	curl -fs "$ADMIN/api/llm-backends/metrics/summary?$range&group_by=$1&figures=counts&top=$2" |
+		jq -r '.groups | sort_by(-(.cost_usd | tonumber), -.count, .group) | map("\(.group) \(.count)") | join("|")'
+}
+for by in session_id:2 model:2; do
+	want=$(top_of "${by%%:*}" "${by##*:}")
+	groups=$(am_psql "SELECT count(DISTINCT ${by%%:*}) FROM llm_performance_metric
+	  WHERE timestamp >= '$since' AND timestamp < '$until'")
+	((groups > ${by##*:})) || am_fail "top $by: only $groups groups in the range; top would keep them all"
+	am_assert_eq "summary top=${by##*:} by ${by%%:*}: the groups of highest cost" "$want" "$(top_api "${by%%:*}" "${by##*:}")"
+done
+for bad in "top=0" "top=1001" "top=x" "top=3&figures=all" "top=3"; do
+	out=$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN/api/llm-backends/metrics/summary?$range&group_by=model&$bad")
+	am_assert_eq "summary ?$bad is refused" 400 "$out"
+done
+
 # --- A price defined later, backdated into stored calls, does not rewrite them;
 # calls stored after it get it. ---
 before=$(am_psql "SELECT sum(cost_usd) FROM llm_performance_metric")
