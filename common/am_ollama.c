@@ -193,19 +193,25 @@ out:
     return rc;
 }
 
-struct call_state {
-    const struct am_ollama_call *call;
+/* One call in progress: what libcurl's callbacks fill, and what it must keep alive. */
+struct am_ollama_xfer {
+    const struct am_ollama_call *call; /* NULL for a GET */
     struct am_ollama_result *res;
     struct am_ndjson lines;
-    struct am_buf errbody;
+    struct am_buf errbody; /* the start of an error answer; a GET's whole body */
+    struct curl_slist headers[3];
+    char rid[300];
+    char url[2048];
+    void *easy;
     int64_t t0;
     long status;
+    long timeout_ms;
     int failed; /* a line was bad or the consumer aborted */
 };
 
 static int on_line(void *arg, const char *line, size_t len)
 {
-    struct call_state *st = arg;
+    struct am_ollama_xfer *st = arg;
     const char *delta;
     size_t dlen;
     int rc = am_ollama_parse_line(st->res, line, len, &delta, &dlen);
@@ -226,7 +232,7 @@ static int on_line(void *arg, const char *line, size_t len)
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    struct call_state *st = userdata;
+    struct am_ollama_xfer *st = userdata;
     size_t n = size * nmemb;
     if (st->status != 200) {
         /* Keep the start of an error body for its message. */
@@ -246,7 +252,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 /* The HTTP status is known once headers are in; the write callback needs it first. */
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
-    struct call_state *st = userdata;
+    struct am_ollama_xfer *st = userdata;
     size_t n = size * nitems;
     /* "HTTP/1.1 200 OK": the three digits after the first space */
     if (n > 12 && !memcmp(buf, "HTTP/", 5)) {
@@ -258,7 +264,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-static void error_from_body(struct call_state *st)
+static void error_from_body(struct am_ollama_xfer *st)
 {
     json_error_t jerr;
     json_t *obj = json_loadb(st->errbody.data ? st->errbody.data : "", st->errbody.len, 0, &jerr);
@@ -270,63 +276,75 @@ static void error_from_body(struct call_state *st)
     json_decref(obj);
 }
 
-int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
-                  struct am_ollama_result *res)
+int am_ollama_xfer_begin(void *easy, const struct am_ollama_call *call,
+                         struct am_ollama_result *res, am_ollama_xfer **out)
 {
-    struct call_state st = {.call = call, .res = res};
-    char url[2048];
-    char rid[300];
-    int rc = AM_OK;
-
+    am_ollama_xfer *st = calloc(1, sizeof *st);
+    if (!st)
+        return AM_ENOMEM;
+    st->call = call;
+    st->res = res;
+    st->easy = easy;
+    st->timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : 120000L;
     memset(res, 0, sizeof *res);
-    snprintf(url, sizeof url, "%s%s", call->base_url, call->path);
-    am_ndjson_init(&st.lines, MAX_LINE, on_line, &st);
-    am_buf_init(&st.errbody, MAX_ERRBODY);
-    /*
-     * The header list lives on the stack for the call (libcurl only reads
-     * it). "Expect:" keeps libcurl from waiting for a 100 Continue before
-     * sending a large body.
-     */
-    struct curl_slist headers[3] = {
-        {.data = "Content-Type: application/json", .next = &headers[1]},
-        {.data = "Expect:", .next = NULL},
-        {.data = rid, .next = NULL},
-    };
+    snprintf(st->url, sizeof st->url, "%s%s", call->base_url, call->path);
+    am_ndjson_init(&st->lines, MAX_LINE, on_line, st);
+    am_buf_init(&st->errbody, MAX_ERRBODY);
+    /* "Expect:" keeps libcurl from waiting for a 100 Continue before sending a large body. */
+    st->headers[0].data = "Content-Type: application/json";
+    st->headers[0].next = &st->headers[1];
+    st->headers[1].data = "Expect:";
     if (call->request_id) {
-        snprintf(rid, sizeof rid, "X-Request-Id: %s", call->request_id);
-        headers[1].next = &headers[2];
+        snprintf(st->rid, sizeof st->rid, "X-Request-Id: %s", call->request_id);
+        st->headers[2].data = st->rid;
+        st->headers[1].next = &st->headers[2];
     }
 
-    CURL *h = c->curl;
-    curl_easy_setopt(h, CURLOPT_URL, url);
+    CURL *h = easy;
+    curl_easy_setopt(h, CURLOPT_URL, st->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(call->body));
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, st->headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, st);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, call->timeout_ms > 0 ? call->timeout_ms : 120000L);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, st);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, st->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      call->connect_timeout_ms > 0 ? call->connect_timeout_ms : 5000L);
+    st->t0 = am_clock_mono_ns();
+    *out = st;
+    return AM_OK;
+}
 
-    st.t0 = am_clock_mono_ns();
-    CURLcode cc = curl_easy_perform(h);
-    res->latency_seconds = (double)(am_clock_mono_ns() - st.t0) / 1e9;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->http_status);
+static void xfer_free(am_ollama_xfer *st)
+{
+    am_ndjson_free(&st->lines);
+    am_buf_free(&st->errbody);
+    free(st);
+}
 
-    if (cc == CURLE_OK && res->http_status == 200 && am_ndjson_finish(&st.lines) != AM_OK)
-        st.failed = 1;
+int am_ollama_xfer_end(am_ollama_xfer *st, int curl_code)
+{
+    struct am_ollama_result *res = st->res;
+    const struct am_ollama_call *call = st->call;
+    CURLcode cc = (CURLcode)curl_code;
+    int rc = AM_OK;
+
+    res->latency_seconds = (double)(am_clock_mono_ns() - st->t0) / 1e9;
+    curl_easy_getinfo(st->easy, CURLINFO_RESPONSE_CODE, &res->http_status);
+    if (cc == CURLE_OK && res->http_status == 200 && am_ndjson_finish(&st->lines) != AM_OK)
+        st->failed = 1;
     if (cc == CURLE_OPERATION_TIMEDOUT) {
-        set_error(res, "timeout", "no complete answer within %ld ms", call->timeout_ms);
+        set_error(res, "timeout", "no complete answer within %ld ms", st->timeout_ms);
     } else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
         set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
-    } else if (cc != CURLE_OK && !st.failed) {
+    } else if (cc != CURLE_OK && !st->failed) {
         set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
     } else if (cc == CURLE_OK && res->http_status != 200) {
-        st.status = res->http_status;
-        error_from_body(&st);
+        st->status = res->http_status;
+        error_from_body(st);
     } else if (!res->error_type[0] && !res->done) {
         set_error(res, "incomplete_response", "the answer ended before done");
     }
@@ -335,9 +353,20 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
         AM_LOG_REQ(AM_LOG_WARN, call->request_id, "ollama %s: %s: %s", call->path, res->error_type,
                    res->error);
     }
-    am_ndjson_free(&st.lines);
-    am_buf_free(&st.errbody);
+    xfer_free(st);
     return rc;
+}
+
+int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
+                  struct am_ollama_result *res)
+{
+    am_ollama_xfer *x = NULL;
+    if (am_ollama_xfer_begin(c->curl, call, res, &x)) {
+        memset(res, 0, sizeof *res);
+        set_error(res, "internal", "out of memory");
+        return AM_ENOMEM;
+    }
+    return am_ollama_xfer_end(x, curl_easy_perform(c->curl));
 }
 
 static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -347,29 +376,52 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return am_buf_append(b, ptr, n) == AM_OK ? n : 0;
 }
 
-int am_ollama_get(am_ollama_client *c, const char *base_url, const char *path, long timeout_ms,
-                  long *status, char **body)
+int am_ollama_get_begin(void *easy, const char *base_url, const char *path, long timeout_ms,
+                        am_ollama_xfer **out)
 {
-    struct am_buf b;
-    char url[2048];
-    am_buf_init(&b, 1 << 20);
-    snprintf(url, sizeof url, "%s%s", base_url, path);
-    CURL *h = c->curl;
-    curl_easy_setopt(h, CURLOPT_URL, url);
+    am_ollama_xfer *st = calloc(1, sizeof *st);
+    if (!st)
+        return AM_ENOMEM;
+    st->easy = easy;
+    st->timeout_ms = timeout_ms;
+    am_ndjson_init(&st->lines, MAX_LINE, on_line, st);
+    am_buf_init(&st->errbody, 1 << 20);
+    snprintf(st->url, sizeof st->url, "%s%s", base_url, path);
+    CURL *h = easy;
+    curl_easy_setopt(h, CURLOPT_URL, st->url);
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &st->errbody);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, NULL);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    CURLcode cc = curl_easy_perform(h);
+    *out = st;
+    return AM_OK;
+}
+
+int am_ollama_get_end(am_ollama_xfer *st, int curl_code, long *status, char **body)
+{
+    CURLcode cc = (CURLcode)curl_code;
+    int rc = AM_OK;
     if (cc != CURLE_OK) {
-        am_log_warn("GET %s failed: %s", url, curl_easy_strerror(cc));
-        am_buf_free(&b);
-        return AM_EIO;
+        am_log_warn("GET %s failed: %s", st->url, curl_easy_strerror(cc));
+        rc = AM_EIO;
+        goto out;
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    *body = am_buf_take(&b, NULL);
-    return *body ? AM_OK : AM_ENOMEM;
+    curl_easy_getinfo(st->easy, CURLINFO_RESPONSE_CODE, status);
+    *body = am_buf_take(&st->errbody, NULL);
+    rc = *body ? AM_OK : AM_ENOMEM;
+out:
+    xfer_free(st);
+    return rc;
+}
+
+int am_ollama_get(am_ollama_client *c, const char *base_url, const char *path, long timeout_ms,
+                  long *status, char **body)
+{
+    am_ollama_xfer *x = NULL;
+    if (am_ollama_get_begin(c->curl, base_url, path, timeout_ms, &x))
+        return AM_ENOMEM;
+    return am_ollama_get_end(x, curl_easy_perform(c->curl), status, body);
 }

@@ -67,6 +67,30 @@ int am_ollama_run(am_ollama_client *c, const struct am_ollama_call *call,
 void am_ollama_result_free(struct am_ollama_result *res);
 
 /*
+ * A call on a libcurl multi handle the caller drives. am_ollama_xfer_begin
+ * sets up easy (a handle from am_curl_easy_new) to run call into res and
+ * hands back the transfer's state in *out; the caller adds easy to its
+ * multi handle and, when the multi reports it done, passes its CURLcode to
+ * am_ollama_xfer_end, which fills res as am_ollama_run does, frees the
+ * state and returns what am_ollama_run would. call (with its body) and res
+ * must stay valid until then; on_delta runs inside curl_multi_perform.
+ * Returns 0 or AM_ENOMEM (nothing set up).
+ */
+typedef struct am_ollama_xfer am_ollama_xfer;
+int am_ollama_xfer_begin(void *easy, const struct am_ollama_call *call,
+                         struct am_ollama_result *res, am_ollama_xfer **out);
+int am_ollama_xfer_end(am_ollama_xfer *x, int curl_code);
+
+/*
+ * am_ollama_get on a multi handle, in the same two steps: _begin sets up
+ * easy, _end takes the CURLcode, frees the state and returns what
+ * am_ollama_get would.
+ */
+int am_ollama_get_begin(void *easy, const char *base_url, const char *path, long timeout_ms,
+                        am_ollama_xfer **out);
+int am_ollama_get_end(am_ollama_xfer *x, int curl_code, long *status, char **body);
+
+/*
  * GETs base_url + path (e.g. /api/tags) within timeout_ms. On success *body
  * is the response (malloc'd, NUL-terminated, at most 1 MiB; free()) and
  * *status its HTTP status. Returns 0 or AM_EIO (logged).
