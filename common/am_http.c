@@ -33,8 +33,9 @@ struct am_http_server {
     size_t max_body;
     int port;
     uint32_t id_prefix; /* random, in generated request ids */
-    pthread_mutex_t mu; /* guards streams and stopping */
+    pthread_mutex_t mu; /* guards streams, deferreds and stopping */
     am_http_stream *streams;
+    am_http_deferred *deferreds; /* attached to a connection, waiting for the reply */
     bool stopping;
     bool thread_per_connection; /* stream readers wait on their own thread instead of suspending */
 };
@@ -60,10 +61,29 @@ struct am_http_stream {
     am_http_stream *prev, *next; /* in srv->streams */
 };
 
+/*
+ * A response that comes later. Two references: the producer's (dropped by
+ * am_http_deferred_reply) and the server's (dropped when the connection
+ * takes the reply or ends). Lock order as for streams: server mu, then
+ * deferred mu, then MHD's.
+ */
+struct am_http_deferred {
+    pthread_mutex_t mu;
+    struct am_http_response resp; /* the reply, once replied */
+    struct MHD_Connection *conn;  /* valid while suspended */
+    bool suspended;               /* the server suspended conn; the reply resumes it */
+    bool replied;
+    bool finished; /* the connection took the reply, or is gone */
+    _Atomic int refs;
+    am_http_deferred *prev, *next; /* in srv->deferreds */
+};
+
 /* Per-request state kept by MHD between calls of the access handler. */
 struct request_state {
     struct am_buf body;
     int too_large;
+    am_http_deferred *deferred; /* the connection waits for this reply */
+    char rid[129];              /* the request id, kept for the deferred reply */
 };
 
 static _Atomic unsigned long long request_counter;
@@ -379,12 +399,84 @@ bool am_http_stream_closed(am_http_stream *s)
     return closed;
 }
 
+size_t am_http_stream_pending(am_http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->finished ? 0 : s->out.len - s->off;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 void am_http_stream_release(am_http_stream *s)
 {
     if (!s)
         return;
     am_http_stream_end(s);
     stream_unref(s);
+}
+
+static void free_response(struct am_http_response *r)
+{
+    drop_stream(r);
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+}
+
+static void deferred_unref(am_http_deferred *d)
+{
+    if (atomic_fetch_sub(&d->refs, 1) != 1)
+        return;
+    free_response(&d->resp);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+int am_http_defer(struct am_http_response *resp, am_http_deferred **out)
+{
+    am_http_deferred *d = calloc(1, sizeof *d);
+    if (!d)
+        return AM_ENOMEM;
+    pthread_mutex_init(&d->mu, NULL);
+    atomic_init(&d->refs, 2);
+    free_response(resp);
+    resp->deferred = d;
+    *out = d;
+    return AM_OK;
+}
+
+void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->finished || d->replied) {
+        free_response(r);
+    } else {
+        d->resp = *r;
+        d->resp.deferred = NULL;
+        r->body = NULL;
+        r->body_len = 0;
+        r->stream = NULL;
+        d->replied = true;
+        if (d->suspended) {
+            d->suspended = false;
+            MHD_resume_connection(d->conn);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    deferred_unref(d);
+}
+
+/* The connection has ended or taken its reply: the server lets go of d. */
+static void deferred_detach(am_http_server *srv, am_http_deferred *d)
+{
+    pthread_mutex_lock(&srv->mu);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        srv->deferreds = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    pthread_mutex_unlock(&srv->mu);
 }
 
 /*
@@ -508,6 +600,70 @@ static enum MHD_Result send_stream(am_http_server *srv, struct MHD_Connection *c
     return ret;
 }
 
+static enum MHD_Result send_any(am_http_server *srv, struct MHD_Connection *conn,
+                                struct am_http_response *r, const char *rid, const char *method,
+                                const char *url)
+{
+    AM_LOG_REQ(AM_LOG_DEBUG, rid, "%s %s -> %d", method, url, r->status);
+    if (r->stream)
+        return send_stream(srv, conn, r, rid);
+    return send_response(conn, r, rid);
+}
+
+/* The connection was resumed: it sends the reply, or 503 when the server is stopping. */
+static enum MHD_Result send_deferred(am_http_server *srv, struct MHD_Connection *conn,
+                                     struct request_state *st, const char *method, const char *url)
+{
+    am_http_deferred *d = st->deferred;
+    struct am_http_response r = {.status = 500, .content_type = "application/json"};
+
+    st->deferred = NULL;
+    deferred_detach(srv, d);
+    pthread_mutex_lock(&d->mu);
+    if (d->replied) {
+        r = d->resp;
+        memset(&d->resp, 0, sizeof d->resp);
+    }
+    d->finished = true;
+    d->suspended = false;
+    d->conn = NULL;
+    pthread_mutex_unlock(&d->mu);
+    deferred_unref(d);
+    if (!r.body && !r.stream)
+        am_http_error(&r, 503, "server stopping");
+    return send_any(srv, conn, &r, st->rid, method, url);
+}
+
+/* The handler deferred its reply: the connection waits for it, suspended, unless it is in. */
+static enum MHD_Result attach_deferred(am_http_server *srv, struct MHD_Connection *conn,
+                                       struct request_state *st, struct am_http_response *resp,
+                                       const char *method, const char *url)
+{
+    am_http_deferred *d = resp->deferred;
+
+    resp->deferred = NULL;
+    free_response(resp);
+    pthread_mutex_lock(&srv->mu);
+    d->prev = NULL;
+    d->next = srv->deferreds;
+    if (srv->deferreds)
+        srv->deferreds->prev = d;
+    srv->deferreds = d;
+    st->deferred = d;
+    pthread_mutex_lock(&d->mu);
+    bool wait = !d->replied && !srv->stopping;
+    if (wait) {
+        d->conn = conn;
+        d->suspended = true;
+        MHD_suspend_connection(conn);
+    }
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&srv->mu);
+    if (wait)
+        return MHD_YES;
+    return send_deferred(srv, conn, st, method, url);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -529,13 +685,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (st->deferred)
+        return send_deferred(srv, conn, st, method, url);
 
-    char rid_buf[48];
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (!rid || !*rid || strlen(rid) > 128) {
-        snprintf(rid_buf, sizeof rid_buf, "req-%08x-%llu", srv->id_prefix,
+        snprintf(st->rid, sizeof st->rid, "req-%08x-%llu", srv->id_prefix,
                  (unsigned long long)atomic_fetch_add(&request_counter, 1) + 1);
-        rid = rid_buf;
+        rid = st->rid;
     }
 
     struct am_http_response resp = {.status = 500, .content_type = "application/json"};
@@ -551,20 +708,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             .conn = conn,
         };
         srv->handler(srv->arg, &req, &resp);
+        if (resp.deferred) {
+            if (rid != st->rid)
+                snprintf(st->rid, sizeof st->rid, "%s", rid);
+            return attach_deferred(srv, conn, st, &resp, method, url);
+        }
         if (!resp.body && !resp.stream)
             am_http_error(&resp, 500, "internal error: no response");
     }
-    AM_LOG_REQ(AM_LOG_DEBUG, rid, "%s %s -> %d", method, url, resp.status);
-    if (resp.stream)
-        return send_stream(srv, conn, &resp, rid);
-    return send_response(conn, &resp, rid);
+    return send_any(srv, conn, &resp, rid, method, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    am_http_server *srv = cls;
     struct request_state *st = *con_cls;
     if (st) {
+        if (st->deferred) {
+            am_http_deferred *d = st->deferred;
+            deferred_detach(srv, d);
+            pthread_mutex_lock(&d->mu);
+            d->finished = true;
+            d->suspended = false;
+            d->conn = NULL;
+            pthread_mutex_unlock(&d->mu);
+            deferred_unref(d);
+        }
         am_buf_free(&st->body);
         free(st);
         *con_cls = NULL;
@@ -675,6 +845,15 @@ void am_http_stop(am_http_server *srv)
         s->finished = true;
         wake_locked(s);
         pthread_mutex_unlock(&s->mu);
+    }
+    /* A connection waiting for a deferred reply is resumed to answer 503. */
+    for (am_http_deferred *d = srv->deferreds; d; d = d->next) {
+        pthread_mutex_lock(&d->mu);
+        if (d->suspended) {
+            d->suspended = false;
+            MHD_resume_connection(d->conn);
+        }
+        pthread_mutex_unlock(&d->mu);
     }
     pthread_mutex_unlock(&srv->mu);
     if (srv->daemon)

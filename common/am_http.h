@@ -7,6 +7,7 @@
 
 typedef struct am_http_server am_http_server;
 typedef struct am_http_stream am_http_stream;
+typedef struct am_http_deferred am_http_deferred;
 struct MHD_Connection;
 
 struct am_http_request {
@@ -39,7 +40,8 @@ struct am_http_response {
     const char *content_type; /* static string; default application/json */
     char *body;               /* malloc'd by the handler, freed by the server */
     size_t body_len;
-    am_http_stream *stream; /* set by am_http_reply_stream: the body comes from it */
+    am_http_stream *stream;     /* set by am_http_reply_stream: the body comes from it */
+    am_http_deferred *deferred; /* set by am_http_defer: the reply comes later */
     struct am_http_header headers[AM_HTTP_MAX_HEADERS]; /* extra headers; name NULL: unused */
 };
 
@@ -133,8 +135,37 @@ void am_http_stream_end(am_http_stream *s);
  */
 bool am_http_stream_closed(am_http_stream *s);
 
+/* Bytes written and not yet handed to the client (0 once closed). Thread-safe. */
+size_t am_http_stream_pending(am_http_stream *s);
+
 /* Ends the stream (as am_http_stream_end) and drops the producer's reference; accepts NULL. */
 void am_http_stream_release(am_http_stream *s);
+
+/*
+ * Deferred responses, for a handler that waits on something slow (an
+ * upstream call) without holding a server thread: the handler calls
+ * am_http_defer and returns; the connection is suspended until
+ * am_http_deferred_reply hands in the response, from any thread. Only for
+ * a server with a pool of threads (not thread_per_connection). A client
+ * that disconnects meanwhile is not noticed until the reply. am_http_stop
+ * answers every connection still waiting with 503 before it returns; a
+ * reply that comes after that is dropped.
+ */
+
+/*
+ * Makes resp a deferred response. On success *out is the producer's
+ * reference, which am_http_deferred_reply consumes; the handler must reply
+ * exactly once. AM_ENOMEM otherwise (resp unchanged).
+ */
+int am_http_defer(struct am_http_response *resp, am_http_deferred **out);
+
+/*
+ * Hands in the response for d: r's status, content type, headers, body
+ * and stream (made with am_http_reply_stream) move to the connection, and
+ * r is left without a body or stream. Drops the producer's reference to d.
+ * Thread-safe.
+ */
+void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r);
 
 /* Splits "host:port" into a host (copied to host, hostlen bytes) and a port. */
 int am_http_parse_addr(const char *addr, char *host, size_t hostlen, int *port);
