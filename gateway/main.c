@@ -18,7 +18,10 @@ static const char *model_map;
 static const char *model_map_file;
 static long long timeout_s;
 static long long max_conns;
+static long long max_calls;
 static long long max_streams;
+static long long http_threads;
+static long long upstream_threads;
 static long long max_body_kib;
 static struct am_publisher_settings pubset;
 
@@ -38,9 +41,16 @@ static const struct am_setting settings[] = {
     {"timeout-s", "GATEWAY_TIMEOUT_S", AM_SET_INT, "120", 1, 3600,
      "a whole call to Ollama; past it the client gets 504", &timeout_s},
     {"max-connections", "GATEWAY_MAX_CONNECTIONS", AM_SET_INT, "1024", 1, 100000,
-     "client connections at once, each served by a thread of its own", &max_conns},
+     "client connections at once; past it new ones are closed", &max_conns},
+    {"max-calls", "GATEWAY_MAX_CALLS", AM_SET_INT, "1024", 1, 100000,
+     "calls to Ollama at once, streaming or not; past it 503", &max_calls},
     {"max-streams", "GATEWAY_MAX_STREAMS", AM_SET_INT, "256", 1, 100000,
      "streaming calls at once; past it 503", &max_streams},
+    {"http-threads", "GATEWAY_HTTP_THREADS", AM_SET_INT, "1", 1, 64,
+     "threads serving the client connections (epoll, suspended while Ollama answers)",
+     &http_threads},
+    {"upstream-threads", "GATEWAY_UPSTREAM_THREADS", AM_SET_INT, "1", 1, 64,
+     "threads running the calls to Ollama, each a libcurl multi handle", &upstream_threads},
     {"max-body-kib", "GATEWAY_MAX_BODY_KIB", AM_SET_INT, "4096", 1, 1048576,
      "largest request body; larger ones get 413", &max_body_kib},
     AM_PUBLISHER_SETTINGS(pubset),
@@ -74,7 +84,9 @@ int main(int argc, char **argv)
         .ollama_url = ollama_url,
         .timeout_ms = (long)timeout_s * 1000,
         .connect_timeout_ms = 5000,
+        .max_calls = (int)max_calls,
         .max_streams = (int)max_streams,
+        .upstream_threads = (int)upstream_threads,
         .models = models,
         .pub = pub,
     };
@@ -85,11 +97,8 @@ int main(int argc, char **argv)
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)timeout_s + 30,
-        /*
-         * A call holds its connection's thread until Ollama answers; with a
-         * thread per connection no keep-alive client waits behind another's call.
-         */
-        .thread_per_connection = true,
+        /* A call's connection is suspended while Ollama answers: it holds no thread. */
+        .threads = (unsigned)http_threads,
         .max_conns = (unsigned)max_conns,
     };
     if (am_http_start(&http, listen_addr, &opt, gw_proxy_handle, proxy) != AM_OK) {
@@ -101,9 +110,11 @@ int main(int argc, char **argv)
                 ollama_url, pubset.enabled ? bus_urls : "off");
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
+    /* Running calls are answered (new ones get 503), for at most the time a call may take. */
+    gw_proxy_drain(proxy, (int)timeout_s * 1000);
 out:
     am_http_stop(http);
-    gw_proxy_free(proxy, 10000);
+    gw_proxy_free(proxy);
     am_publisher_close(pub, NULL);
     gw_models_free(models);
     return status;

@@ -1,21 +1,25 @@
 /*
- * The gateway's request handling. A plain call runs on the HTTP worker
- * thread. A streaming call runs on a thread of its own: the handler waits
- * for the first token (or the failure) so that a call that fails before
- * answering still gets a real HTTP status, then hands the response stream
- * to that thread, which relays each Ollama line as an OpenAI chunk as it
- * arrives. Either way the call ends with one metric on the bus.
+ * The gateway's request handling, event-driven. The HTTP handler checks
+ * the OpenAI request, defers its response (the connection is suspended
+ * and holds no thread) and hands the Ollama call to an upstream thread
+ * (upstream.c), which runs many calls at once on one libcurl multi
+ * handle. When a plain call ends, the upstream thread builds the answer
+ * and resumes the connection. A streaming call is answered at its first
+ * token, or its failure, so that a call that fails before answering still
+ * gets a real HTTP status; then each Ollama line is relayed as an OpenAI
+ * chunk as it arrives. Either way the call ends with one metric on the bus.
  */
 #include "proxy.h"
 #include "am_clock.h"
 #include "am_error.h"
-#include "am_idle_pool.h"
 #include "am_log.h"
 #include "am_metric.h"
 #include "am_ollama.h"
 #include "am_prom.h"
 #include "openai.h"
+#include "upstream.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -26,16 +30,23 @@
 #include <strings.h>
 #include <time.h>
 
-#define MAX_CLIENTS    64
-#define STREAM_PENDING (1 << 20)
+/*
+ * A stream's bytes waiting for the client: past STREAM_PAUSE the upstream
+ * transfer is paused until the client has read half of it; STREAM_MAX is
+ * the hard bound (a client that lets it fill is treated as gone).
+ */
+#define STREAM_PAUSE (1 << 20)
+#define STREAM_MAX   (4 << 20)
 
 struct gw_proxy {
     struct gw_proxy_config cfg;
+    gw_upstream *upstream;
     pthread_mutex_t mu;
-    pthread_cond_t idle;   /* signalled when a stream ends */
-    am_idle_pool *clients; /* idle keep-alive connections */
-    int streams;           /* streaming calls running */
-    _Atomic uint64_t calls_ok, calls_error, streams_rejected;
+    pthread_cond_t idle; /* signalled when nothing is in flight */
+    int in_flight;       /* chat calls and GETs to Ollama running */
+    int calls, streams;  /* chat calls running, and how many of them stream */
+    bool draining;       /* shutting down: new calls are refused */
+    _Atomic uint64_t calls_ok, calls_error, calls_rejected, streams_rejected;
     _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     struct am_prom_histogram latency, ttft, tokens;
 };
@@ -48,25 +59,12 @@ static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
 static const double token_bounds[] = {1,     4,     16,     64,      256,     1024,     4096,
                                       16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 
-static int client_make(void **out)
-{
-    am_ollama_client *c = NULL;
-    int rc = am_ollama_client_new(&c);
-    *out = c;
-    return rc;
-}
-
-static void client_drop(void *c)
-{
-    am_ollama_client_free(c);
-}
-
 int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
 {
     gw_proxy *p = calloc(1, sizeof *p);
     if (!p)
         return AM_ENOMEM;
-    if (am_idle_pool_new(&p->clients, MAX_CLIENTS, client_make, client_drop)) {
+    if (gw_upstream_new(&p->upstream, cfg->upstream_threads)) {
         free(p);
         return AM_ENOMEM;
     }
@@ -83,36 +81,55 @@ int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
     return AM_OK;
 }
 
-static am_ollama_client *client_get(gw_proxy *p)
+static void count_response(gw_proxy *p, int status)
 {
-    return am_idle_pool_get(p->clients);
+    int cls = status / 100;
+    atomic_fetch_add(&p->responses[cls >= 1 && cls <= 5 ? cls : 0], 1);
 }
 
-static void client_put(gw_proxy *p, am_ollama_client *c)
+/* Hands a deferred connection its response, counted; *d is consumed. Accepts *d NULL. */
+static void reply_deferred(gw_proxy *p, am_http_deferred **d, struct am_http_response *r)
 {
-    am_idle_pool_put(p->clients, c);
+    if (!*d) {
+        free(r->body);
+        am_http_stream_release(r->stream);
+        return;
+    }
+    count_response(p, r->status);
+    am_http_deferred_reply(*d, r);
+    *d = NULL;
 }
 
-/* What one call needs after the handler has returned. */
+/* One work item ends: a drain waiting for the last one goes on. */
+static void release(gw_proxy *p, bool call, bool stream)
+{
+    pthread_mutex_lock(&p->mu);
+    p->in_flight--;
+    p->calls -= call;
+    p->streams -= stream;
+    if (p->in_flight == 0)
+        pthread_cond_broadcast(&p->idle);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* What one call needs after the handler has returned; owned by the upstream thread then. */
 struct call {
+    struct gw_job job; /* first: the upstream hands it back */
     gw_proxy *proxy;
     struct gw_request req;
-    char id[80]; /* chatcmpl-<request id> */
+    struct am_ollama_call oc;
+    am_ollama_xfer *xfer;
+    am_http_deferred *deferred; /* until the response is handed over */
+    am_http_stream *stream;     /* a streaming call's, from its first token */
+    char id[80];                /* chatcmpl-<request id> */
     int64_t created;
     int64_t start_us, start_ns;
+    int64_t paused_ns; /* when the transfer was paused for a slow client; 0: running */
     char request_id[129], session_id[129], user_id[129], zone[129], device_id[129];
     struct am_ollama_result res;
     int rc;
-
-    /* The hand-over between the handler and the stream thread. */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int refs;
-    bool first; /* the first token has arrived */
-    bool finished;
-    bool client_gone;
-    am_http_stream *stream; /* attached by the handler */
-    struct am_buf early;    /* events produced before the stream was attached */
+    bool ended;       /* the transfer is over: no more pausing */
+    bool client_gone; /* a streaming client left (or stopped reading) */
 };
 
 static void copy_header(const struct am_http_request *req, const char *name, char *out, size_t cap)
@@ -123,22 +140,13 @@ static void copy_header(const struct am_http_request *req, const char *name, cha
         snprintf(out, cap, "%s", v);
 }
 
-static void call_unref(struct call *c)
+static void call_free(struct call *c)
 {
-    pthread_mutex_lock(&c->mu);
-    int left = --c->refs;
-    pthread_mutex_unlock(&c->mu);
-    if (left > 0)
-        return;
     am_http_stream_release(c->stream);
-    am_buf_free(&c->early);
     am_ollama_result_free(&c->res);
     gw_request_free(&c->req);
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
     free(c);
 }
-
 static void publish(struct call *c)
 {
     gw_proxy *p = c->proxy;
@@ -211,118 +219,68 @@ static void reply_bad_request(struct am_http_response *resp, int status, const c
     resp->body_len = body ? strlen(body) : 0;
 }
 
-/* Writes an event to the attached stream, waiting while the client is behind. */
-static int stream_write(struct call *c, const char *ev)
-{
-    size_t len = strlen(ev);
-    int64_t give_up = am_clock_mono_ns() + (int64_t)c->proxy->cfg.timeout_ms * 1000000;
-    for (;;) {
-        int rc = am_http_stream_write(c->stream, ev, len);
-        if (rc != AM_EFULL)
-            return rc;
-        if (am_clock_mono_ns() > give_up)
-            return AM_ETIMEDOUT;
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* Sends ev to the client, or keeps it for the handler to send; ev is consumed. */
+/* Relays an event to the streaming client; ev is consumed. Non-zero: the client is gone. */
 static int emit(struct call *c, char *ev)
 {
-    int rc = AM_OK;
     if (!ev)
         return AM_ENOMEM;
-    pthread_mutex_lock(&c->mu);
-    am_http_stream *s = c->stream;
-    if (!s && am_buf_append(&c->early, ev, strlen(ev)))
-        rc = AM_ENOMEM;
-    pthread_mutex_unlock(&c->mu);
-    if (s)
-        rc = stream_write(c, ev);
+    int rc = am_http_stream_write(c->stream, ev, strlen(ev));
     free(ev);
-    if (rc == AM_ECLOSED || rc == AM_ETIMEDOUT) {
+    if (rc == AM_ECLOSED || rc == AM_EFULL) {
+        /* Gone, or not reading while STREAM_MAX piled up. */
         c->client_gone = true;
         return rc;
     }
-    return AM_OK;
-}
-
-static int on_delta(void *arg, const char *text, size_t len)
-{
-    struct call *c = arg;
-    bool first = !c->first;
-    char *ev = gw_chunk_event(c->id, c->created, c->req.model, text, len, first, NULL);
-    int rc = emit(c, ev);
-    if (first) {
-        pthread_mutex_lock(&c->mu);
-        c->first = true;
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
+    if (rc == AM_OK && !c->ended && !c->paused_ns && c->job.easy &&
+        am_http_stream_pending(c->stream) > STREAM_PAUSE) {
+        /* The client reads slower than Ollama writes: stop reading from Ollama for a while. */
+        c->paused_ns = am_clock_mono_ns();
+        c->job.wants_tick = true;
+        curl_easy_pause(c->job.easy, CURLPAUSE_RECV);
     }
     return rc;
 }
 
-static void *stream_main(void *arg)
+/* While the transfer is paused: resume it when the client has caught up, or has left. */
+static void call_tick(struct gw_job *job)
+{
+    struct call *c = (struct call *)job;
+    if (am_http_stream_closed(c->stream))
+        c->client_gone = true;
+    else if (am_clock_mono_ns() - c->paused_ns > (int64_t)c->proxy->cfg.timeout_ms * 1000000)
+        c->client_gone = true; /* a client this slow is treated as gone */
+    else if (am_http_stream_pending(c->stream) > STREAM_PAUSE / 2)
+        return;
+    c->paused_ns = 0;
+    c->job.wants_tick = false;
+    /* libcurl may deliver what it holds right here, so the flags are cleared first. */
+    curl_easy_pause(c->job.easy, CURLPAUSE_CONT);
+}
+
+/* The first token of a streaming call: the client gets 200 and the stream from now on. */
+static int open_stream(struct call *c)
+{
+    struct am_http_response r = {0};
+    if (am_http_reply_stream(&r, 200, "text/event-stream", STREAM_MAX, &c->stream) != AM_OK) {
+        reply_bad_request(&r, 503, "out of memory", NULL);
+        reply_deferred(c->proxy, &c->deferred, &r);
+        c->client_gone = true;
+        return AM_ENOMEM;
+    }
+    reply_deferred(c->proxy, &c->deferred, &r);
+    return AM_OK;
+}
+
+/* Each piece of generated text of a streaming call, on the upstream thread. */
+static int on_delta(void *arg, const char *text, size_t len)
 {
     struct call *c = arg;
-    gw_proxy *p = c->proxy;
-    am_ollama_client *client = client_get(p);
-    struct am_ollama_call oc = {
-        .base_url = p->cfg.ollama_url,
-        .path = "/api/chat",
-        .body = c->req.ollama_body,
-        .timeout_ms = p->cfg.timeout_ms,
-        .connect_timeout_ms = p->cfg.connect_timeout_ms,
-        .on_delta = on_delta,
-        .arg = c,
-        .request_id = c->request_id,
-    };
-    if (client) {
-        c->rc = am_ollama_run(client, &oc, &c->res);
-        client_put(p, client);
-    } else {
-        c->rc = AM_ENOMEM;
-        snprintf(c->res.error_type, sizeof c->res.error_type, "internal");
-    }
     if (c->client_gone)
-        snprintf(c->res.error_type, sizeof c->res.error_type, "client_closed");
-
-    if (c->first && !c->client_gone) {
-        if (c->rc == AM_OK) {
-            emit(c, gw_chunk_event(c->id, c->created, c->req.model, NULL, 0, false,
-                                   gw_finish_reason(c->res.done_reason)));
-            if (c->req.include_usage)
-                emit(c, gw_usage_event(c->id, c->created, c->req.model, &c->res));
-            emit(c, strdup("data: [DONE]\n\n"));
-        } else {
-            /* Too late for an HTTP status: the error goes in the stream. */
-            char *err = gw_error_json(c->res.error, "upstream_error", NULL, c->res.error_type);
-            if (err) {
-                size_t n = strlen(err) + 9;
-                char *ev = malloc(n);
-                if (ev)
-                    snprintf(ev, n, "data: %s\n\n", err);
-                emit(c, ev);
-                free(err);
-            }
-        }
-    }
-    publish(c);
-
-    pthread_mutex_lock(&c->mu);
-    c->finished = true;
-    if (c->stream)
-        am_http_stream_end(c->stream);
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-
-    pthread_mutex_lock(&p->mu);
-    p->streams--;
-    pthread_cond_broadcast(&p->idle);
-    pthread_mutex_unlock(&p->mu);
-    call_unref(c);
-    return NULL;
+        return AM_ECLOSED;
+    bool first = !c->stream;
+    if (first && open_stream(c))
+        return AM_ENOMEM;
+    return emit(c, gw_chunk_event(c->id, c->created, c->req.model, text, len, first, NULL));
 }
 
 /* A streaming call whose answer had no text at all: send its events in one body. */
@@ -347,100 +305,114 @@ static void reply_whole_stream(struct call *c, struct am_http_response *resp)
     resp->body = am_buf_take(&b, &resp->body_len);
 }
 
-static void handle_stream(gw_proxy *p, struct call *c, struct am_http_response *resp)
+static void stream_done(struct call *c)
 {
-    pthread_mutex_lock(&p->mu);
-    if (p->streams >= p->cfg.max_streams) {
-        pthread_mutex_unlock(&p->mu);
-        atomic_fetch_add(&p->streams_rejected, 1);
-        reply_bad_request(resp, 503, "too many streaming calls at once; retry later", NULL);
-        call_unref(c);
-        return;
-    }
-    p->streams++;
-    pthread_mutex_unlock(&p->mu);
-
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    c->refs = 2;
-    if (pthread_create(&t, &attr, stream_main, c) != 0) {
-        pthread_attr_destroy(&attr);
-        pthread_mutex_lock(&p->mu);
-        p->streams--;
-        pthread_mutex_unlock(&p->mu);
-        c->refs = 1;
-        reply_bad_request(resp, 503, "cannot start the call", NULL);
-        call_unref(c);
-        return;
-    }
-    pthread_attr_destroy(&attr);
-
-    pthread_mutex_lock(&c->mu);
-    while (!c->first && !c->finished)
-        pthread_cond_wait(&c->cv, &c->mu);
-    if (!c->first) {
+    gw_proxy *p = c->proxy;
+    if (c->client_gone)
+        snprintf(c->res.error_type, sizeof c->res.error_type, "client_closed");
+    if (!c->stream) {
         /* Finished without a token: an error, or an empty answer. */
-        pthread_mutex_unlock(&c->mu);
+        struct am_http_response r = {0};
         if (c->rc != AM_OK)
-            reply_failure(c, resp);
+            reply_failure(c, &r);
         else
-            reply_whole_stream(c, resp);
-        call_unref(c);
+            reply_whole_stream(c, &r);
+        publish(c);
+        reply_deferred(p, &c->deferred, &r);
         return;
     }
-    am_http_stream *s = NULL;
-    /* Room for what came before the hand-over, and as much again. */
-    size_t room = STREAM_PENDING + c->early.len;
-    if (am_http_reply_stream(resp, 200, "text/event-stream", room, &s) != AM_OK) {
-        pthread_mutex_unlock(&c->mu);
-        c->client_gone = true;
-        reply_bad_request(resp, 503, "out of memory", NULL);
-        call_unref(c);
-        return;
+    if (!c->client_gone) {
+        if (c->rc == AM_OK) {
+            emit(c, gw_chunk_event(c->id, c->created, c->req.model, NULL, 0, false,
+                                   gw_finish_reason(c->res.done_reason)));
+            if (c->req.include_usage)
+                emit(c, gw_usage_event(c->id, c->created, c->req.model, &c->res));
+            emit(c, strdup("data: [DONE]\n\n"));
+        } else {
+            /* Too late for an HTTP status: the error goes in the stream. */
+            char *err = gw_error_json(c->res.error, "upstream_error", NULL, c->res.error_type);
+            if (err) {
+                size_t n = strlen(err) + 9;
+                char *ev = malloc(n);
+                if (ev)
+                    snprintf(ev, n, "data: %s\n\n", err);
+                emit(c, ev);
+                free(err);
+            }
+        }
     }
-    if (c->early.len)
-        am_http_stream_write(s, c->early.data, c->early.len);
-    am_buf_free(&c->early);
-    c->stream = s;
-    if (c->finished)
-        am_http_stream_end(s);
-    pthread_mutex_unlock(&c->mu);
-    call_unref(c);
+    publish(c);
+    am_http_stream_release(c->stream);
+    c->stream = NULL;
 }
 
-static void handle_plain(gw_proxy *p, struct call *c, struct am_http_response *resp)
+static void plain_done(struct call *c)
 {
-    am_ollama_client *client = client_get(p);
-    struct am_ollama_call oc = {
-        .base_url = p->cfg.ollama_url,
-        .path = "/api/chat",
-        .body = c->req.ollama_body,
-        .timeout_ms = p->cfg.timeout_ms,
-        .connect_timeout_ms = p->cfg.connect_timeout_ms,
-        .request_id = c->request_id,
-    };
-    if (!client) {
-        reply_bad_request(resp, 503, "out of memory", NULL);
-        call_unref(c);
-        return;
-    }
-    c->rc = am_ollama_run(client, &oc, &c->res);
-    client_put(p, client);
+    struct am_http_response r = {0};
     publish(c);
     if (c->rc != AM_OK) {
-        reply_failure(c, resp);
+        reply_failure(c, &r);
     } else {
-        char *body = gw_completion_json(c->id, c->created,
-                                        c->res.model[0] ? c->res.model : c->req.model, &c->res);
-        free(resp->body);
-        resp->status = body ? 200 : 500;
-        resp->content_type = "application/json";
-        resp->body = body;
-        resp->body_len = body ? strlen(body) : 0;
+        r.body = gw_completion_json(c->id, c->created,
+                                    c->res.model[0] ? c->res.model : c->req.model, &c->res);
+        r.status = r.body ? 200 : 500;
+        r.content_type = "application/json";
+        r.body_len = r.body ? strlen(r.body) : 0;
     }
-    call_unref(c);
+    reply_deferred(c->proxy, &c->deferred, &r);
+}
+
+static int call_start(struct gw_job *job, void *easy)
+{
+    struct call *c = (struct call *)job;
+    return am_ollama_xfer_begin(easy, &c->oc, &c->res, &c->xfer);
+}
+
+/* The call to Ollama has ended (or never started): answer, measure, let go. */
+static void call_done(struct gw_job *job, int curl_code)
+{
+    struct call *c = (struct call *)job;
+    gw_proxy *p = c->proxy;
+    bool stream = c->req.stream;
+
+    c->ended = true;
+    if (c->xfer) {
+        c->rc = am_ollama_xfer_end(c->xfer, curl_code);
+        c->xfer = NULL;
+    } else {
+        c->rc = AM_EIO;
+        snprintf(c->res.error_type, sizeof c->res.error_type, "internal");
+        snprintf(c->res.error, sizeof c->res.error, "the call could not be started");
+    }
+    if (stream)
+        stream_done(c);
+    else
+        plain_done(c);
+    call_free(c);
+    release(p, true, stream);
+}
+
+/* Counts the call in, or says why not (a 503 for the client). */
+static const char *admit(gw_proxy *p, bool stream)
+{
+    const char *why = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->draining) {
+        why = "the gateway is shutting down; retry later";
+        atomic_fetch_add(&p->calls_rejected, 1);
+    } else if (p->calls >= p->cfg.max_calls) {
+        why = "too many calls at once; retry later";
+        atomic_fetch_add(&p->calls_rejected, 1);
+    } else if (stream && p->streams >= p->cfg.max_streams) {
+        why = "too many streaming calls at once; retry later";
+        atomic_fetch_add(&p->streams_rejected, 1);
+    } else {
+        p->in_flight++;
+        p->calls++;
+        p->streams += stream;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return why;
 }
 
 static void chat_completions(gw_proxy *p, const struct am_http_request *req,
@@ -453,13 +425,9 @@ static void chat_completions(gw_proxy *p, const struct am_http_request *req,
         return;
     }
     c->proxy = p;
-    c->refs = 1;
     c->start_us = am_clock_now_us();
     c->start_ns = am_clock_mono_ns();
     c->created = c->start_us / 1000000;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    am_buf_init(&c->early, 64 << 20);
     snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id);
     snprintf(c->id, sizeof c->id, "chatcmpl-%.60s", req->request_id);
     copy_header(req, "X-Session-Id", c->session_id, sizeof c->session_id);
@@ -471,27 +439,100 @@ static void chat_completions(gw_proxy *p, const struct am_http_request *req,
                          sizeof err)) {
         AM_LOG_REQ(AM_LOG_INFO, req->request_id, "bad request: %s", err);
         reply_bad_request(resp, 400, err, param);
-        call_unref(c);
+        call_free(c);
         return;
     }
-    if (c->req.stream)
-        handle_stream(p, c, resp);
-    else
-        handle_plain(p, c, resp);
+    bool stream = c->req.stream;
+    const char *why = admit(p, stream);
+    if (why) {
+        AM_LOG_REQ(AM_LOG_INFO, req->request_id, "refused: %s", why);
+        reply_bad_request(resp, 503, why, NULL);
+        call_free(c);
+        return;
+    }
+    if (am_http_defer(resp, &c->deferred)) {
+        reply_bad_request(resp, 503, "out of memory", NULL);
+        call_free(c);
+        release(p, true, stream);
+        return;
+    }
+    c->oc = (struct am_ollama_call){
+        .base_url = p->cfg.ollama_url,
+        .path = "/api/chat",
+        .body = c->req.ollama_body,
+        .timeout_ms = p->cfg.timeout_ms,
+        .connect_timeout_ms = p->cfg.connect_timeout_ms,
+        .on_delta = stream ? on_delta : NULL,
+        .arg = c,
+        .request_id = c->request_id,
+    };
+    c->job.start = call_start;
+    c->job.done = call_done;
+    c->job.tick = call_tick;
+    /* From here the call belongs to the upstream thread. */
+    gw_upstream_submit(p->upstream, &c->job);
 }
 
-static void list_models(gw_proxy *p, struct am_http_response *resp)
-{
-    am_ollama_client *client = client_get(p);
-    char *body = NULL;
-    long status = 0;
-    json_error_t jerr;
+/* A GET to Ollama (/ready, /v1/models) run by the upstream like a call. */
+struct fetch {
+    struct gw_job job; /* first: the upstream hands it back */
+    gw_proxy *proxy;
+    const char *path;
+    long timeout_ms;
+    am_ollama_xfer *xfer;
+    am_http_deferred *deferred;
+    /* Builds the response from Ollama's answer (rc 0 and its status and body, or a failure). */
+    void (*answer)(gw_proxy *p, int rc, long status, const char *body, struct am_http_response *r);
+};
 
-    if (!client || am_ollama_get(client, p->cfg.ollama_url, "/api/tags", 5000, &status, &body) ||
-        status != 200) {
-        if (client)
-            client_put(p, client);
-        free(body);
+static int fetch_start(struct gw_job *job, void *easy)
+{
+    struct fetch *f = (struct fetch *)job;
+    return am_ollama_get_begin(easy, f->proxy->cfg.ollama_url, f->path, f->timeout_ms, &f->xfer);
+}
+
+static void fetch_done(struct gw_job *job, int curl_code)
+{
+    struct fetch *f = (struct fetch *)job;
+    gw_proxy *p = f->proxy;
+    struct am_http_response r = {0};
+    long status = 0;
+    char *body = NULL;
+    int rc = f->xfer ? am_ollama_get_end(f->xfer, curl_code, &status, &body) : AM_EIO;
+    f->answer(p, rc, status, body, &r);
+    free(body);
+    reply_deferred(p, &f->deferred, &r);
+    free(f);
+    release(p, false, false);
+}
+
+static void fetch(gw_proxy *p, const char *path, long timeout_ms,
+                  void (*answer)(gw_proxy *, int, long, const char *, struct am_http_response *),
+                  struct am_http_response *resp)
+{
+    struct fetch *f = calloc(1, sizeof *f);
+    if (!f || am_http_defer(resp, &f->deferred)) {
+        free(f);
+        am_http_error(resp, 503, "out of memory");
+        return;
+    }
+    f->proxy = p;
+    f->path = path;
+    f->timeout_ms = timeout_ms;
+    f->answer = answer;
+    f->job.start = fetch_start;
+    f->job.done = fetch_done;
+    pthread_mutex_lock(&p->mu);
+    p->in_flight++;
+    pthread_mutex_unlock(&p->mu);
+    gw_upstream_submit(p->upstream, &f->job);
+}
+
+static void models_answer(gw_proxy *p, int rc, long status, const char *body,
+                          struct am_http_response *resp)
+{
+    json_error_t jerr;
+    if (rc || status != 200) {
         char *e = gw_error_json("the model backend is unreachable", "upstream_error", NULL,
                                 "backend_unavailable");
         free(resp->body);
@@ -501,9 +542,7 @@ static void list_models(gw_proxy *p, struct am_http_response *resp)
         resp->body_len = e ? strlen(e) : 0;
         return;
     }
-    client_put(p, client);
     json_t *tags = json_loads(body, 0, &jerr);
-    free(body);
     json_t *data = json_array();
     size_t i;
     json_t *m;
@@ -532,6 +571,17 @@ static void list_models(gw_proxy *p, struct am_http_response *resp)
     resp->body_len = out ? strlen(out) : 0;
 }
 
+static void ready_answer(gw_proxy *p, int rc, long status, const char *body,
+                         struct am_http_response *resp)
+{
+    (void)p;
+    (void)body;
+    if (rc == AM_OK && status == 200)
+        am_http_reply(resp, 200, "application/json", "{\"status\": \"ready\"}");
+    else
+        am_http_error(resp, 503, "ollama unreachable");
+}
+
 static void write_metrics(gw_proxy *p, struct am_http_response *resp)
 {
     struct am_buf b;
@@ -543,9 +593,13 @@ static void write_metrics(gw_proxy *p, struct am_http_response *resp)
     am_prom_counter(&b, "athena_gateway_streams_rejected_total",
                     "Streaming calls refused for being over the limit.",
                     atomic_load(&p->streams_rejected));
+    am_prom_counter(&b, "athena_gateway_calls_rejected_total",
+                    "Calls refused for being over GATEWAY_MAX_CALLS, or during shutdown.",
+                    atomic_load(&p->calls_rejected));
     pthread_mutex_lock(&p->mu);
-    int streams = p->streams;
+    int calls = p->calls, streams = p->streams;
     pthread_mutex_unlock(&p->mu);
+    am_prom_gauge(&b, "athena_gateway_calls", "Calls to Ollama running now.", calls);
     am_prom_gauge(&b, "athena_gateway_streams", "Streaming calls running now.", streams);
     am_prom_family(&b, "athena_gateway_responses_total", "counter",
                    "HTTP responses by status class.");
@@ -573,30 +627,14 @@ static void write_metrics(gw_proxy *p, struct am_http_response *resp)
     resp->body = am_buf_take(&b, &resp->body_len);
 }
 
-static void ready(gw_proxy *p, struct am_http_response *resp)
-{
-    am_ollama_client *client = client_get(p);
-    char *body = NULL;
-    long status = 0;
-    int rc = client ? am_ollama_get(client, p->cfg.ollama_url, "/api/version", 2000, &status, &body)
-                    : AM_ENOMEM;
-    if (client)
-        client_put(p, client);
-    free(body);
-    if (rc == AM_OK && status == 200)
-        am_http_reply(resp, 200, "application/json", "{\"status\": \"ready\"}");
-    else
-        am_http_error(resp, 503, "ollama unreachable");
-}
-
 static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp);
 
 void gw_proxy_handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
     gw_proxy *p = arg;
     route(p, req, resp);
-    int cls = resp->status / 100;
-    atomic_fetch_add(&p->responses[cls >= 1 && cls <= 5 ? cls : 0], 1);
+    if (!resp->deferred) /* a deferred response is counted when it is handed over */
+        count_response(p, resp->status);
 }
 
 static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp)
@@ -620,11 +658,11 @@ static void route(gw_proxy *p, const struct am_http_request *req, struct am_http
         if (!get)
             reply_bad_request(resp, 405, "use GET", NULL);
         else
-            list_models(p, resp);
+            fetch(p, "/api/tags", 5000, models_answer, resp);
     } else if (!strcmp(path, "/health") && get) {
         am_http_reply(resp, 200, "application/json", "{\"status\": \"ok\"}");
     } else if (!strcmp(path, "/ready") && get) {
-        ready(p, resp);
+        fetch(p, "/api/version", 2000, ready_answer, resp);
     } else if (!strcmp(path, "/metrics") && get) {
         write_metrics(p, resp);
     } else {
@@ -632,26 +670,34 @@ static void route(gw_proxy *p, const struct am_http_request *req, struct am_http
     }
 }
 
-void gw_proxy_free(gw_proxy *p, int timeout_ms)
+void gw_proxy_drain(gw_proxy *p, int timeout_ms)
 {
-    if (!p)
-        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
     pthread_mutex_lock(&p->mu);
-    while (p->streams > 0) {
+    p->draining = true;
+    while (p->in_flight > 0) {
         if (pthread_cond_timedwait(&p->idle, &p->mu, &ts) == ETIMEDOUT)
             break;
     }
-    int left = p->streams;
+    int left = p->in_flight;
     pthread_mutex_unlock(&p->mu);
-    if (left > 0) {
-        /* Their threads still use p: leave it to the process exit. */
-        am_log_warn("%d streaming calls still running at shutdown", left);
+    if (left > 0)
+        am_log_warn("%d calls to Ollama still running at shutdown", left);
+}
+
+void gw_proxy_free(gw_proxy *p)
+{
+    if (!p)
         return;
-    }
-    am_idle_pool_free(p->clients);
+    /* Whatever is still running ends now, each with its metric. */
+    gw_upstream_free(p->upstream, 0);
     pthread_cond_destroy(&p->idle);
     pthread_mutex_destroy(&p->mu);
     free(p);
