@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -38,6 +40,12 @@ struct am_http_server {
     am_http_deferred *deferreds; /* attached to a connection, waiting for the reply */
     bool stopping;
     bool thread_per_connection; /* stream readers wait on their own thread instead of suspending */
+    /*
+     * With an external loop, libmicrohttpd has no descriptor that a resume
+     * from another thread wakes: wake_fd (an eventfd) is that, and loop_fd
+     * an epoll set of it and libmicrohttpd's own epoll descriptor.
+     */
+    int wake_fd, loop_fd;
 };
 
 /*
@@ -70,6 +78,7 @@ struct am_http_stream {
 struct am_http_deferred {
     pthread_mutex_t mu;
     struct am_http_response resp; /* the reply, once replied */
+    am_http_server *srv;          /* valid while suspended */
     struct MHD_Connection *conn;  /* valid while suspended */
     bool suspended;               /* the server suspended conn; the reply resumes it */
     bool replied;
@@ -326,6 +335,17 @@ int am_http_reply_stream(struct am_http_response *resp, int status, const char *
     return AM_OK;
 }
 
+/* Lets MHD process a suspended connection again, and wakes an external loop to do it. */
+static void resume(am_http_server *srv, struct MHD_Connection *conn)
+{
+    MHD_resume_connection(conn);
+    if (srv && srv->wake_fd >= 0) {
+        uint64_t one = 1;
+        /* Fails only when the counter is full, and then the loop is awake anyway. */
+        (void)!write(srv->wake_fd, &one, sizeof one);
+    }
+}
+
 /* Called with s->mu held: lets MHD process the connection again. */
 static void wake_locked(am_http_stream *s)
 {
@@ -333,7 +353,7 @@ static void wake_locked(am_http_stream *s)
         pthread_cond_signal(&s->more);
     if (s->suspended) {
         s->suspended = false;
-        MHD_resume_connection(s->conn);
+        resume(s->srv, s->conn);
     }
 }
 
@@ -459,7 +479,7 @@ void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r)
         d->replied = true;
         if (d->suspended) {
             d->suspended = false;
-            MHD_resume_connection(d->conn);
+            resume(d->srv, d->conn);
         }
     }
     pthread_mutex_unlock(&d->mu);
@@ -653,6 +673,7 @@ static enum MHD_Result attach_deferred(am_http_server *srv, struct MHD_Connectio
     pthread_mutex_lock(&d->mu);
     bool wait = !d->replied && !srv->stopping;
     if (wait) {
+        d->srv = srv;
         d->conn = conn;
         d->suspended = true;
         MHD_suspend_connection(conn);
@@ -750,6 +771,21 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     AM_LOG(AM_LOG_DEBUG, "libmicrohttpd: %s", line);
 }
 
+/* The wake-up eventfd and the epoll set the caller of an external loop waits on. */
+static int loop_fds(am_http_server *srv)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    srv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    srv->loop_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (!info || srv->wake_fd < 0 || srv->loop_fd < 0)
+        return AM_EIO;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (epoll_ctl(srv->loop_fd, EPOLL_CTL_ADD, info->epoll_fd, &ev) ||
+        epoll_ctl(srv->loop_fd, EPOLL_CTL_ADD, srv->wake_fd, &ev))
+        return AM_EIO;
+    return AM_OK;
+}
+
 int am_http_start(am_http_server **out, const char *listen_addr, const struct am_http_options *opt,
                   am_http_handler handler, void *arg)
 {
@@ -792,8 +828,16 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     if (getrandom(&srv->id_prefix, sizeof srv->id_prefix, 0) != (ssize_t)sizeof srv->id_prefix)
         srv->id_prefix = (uint32_t)getpid() ^ (uint32_t)time(NULL);
     pthread_mutex_init(&srv->mu, NULL);
+    srv->wake_fd = srv->loop_fd = -1;
     srv->thread_per_connection = opt && opt->thread_per_connection;
-    if (srv->thread_per_connection) {
+    if (opt && opt->external_loop) {
+        srv->daemon = MHD_start_daemon(
+            MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request,
+            srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
+            timeout, MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            conn_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER,
+            mhd_log, srv, MHD_OPTION_END);
+    } else if (srv->thread_per_connection) {
         srv->daemon = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
@@ -818,6 +862,11 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
         free(srv);
         return AM_EIO;
     }
+    if (opt && opt->external_loop && loop_fds(srv) != AM_OK) {
+        am_log_error("cannot make the descriptors of an external loop: %s", strerror(errno));
+        am_http_stop(srv);
+        return AM_EIO;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : port;
     *out = srv;
@@ -827,6 +876,27 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
 int am_http_port(const am_http_server *srv)
 {
     return srv->port;
+}
+
+int am_http_fd(const am_http_server *srv)
+{
+    return srv->loop_fd;
+}
+
+void am_http_run(am_http_server *srv)
+{
+    uint64_t n;
+    if (srv->wake_fd >= 0)
+        (void)!read(srv->wake_fd, &n, sizeof n);
+    MHD_run(srv->daemon);
+}
+
+long am_http_timeout_ms(am_http_server *srv)
+{
+    MHD_UNSIGNED_LONG_LONG t = 0;
+    if (MHD_get_timeout(srv->daemon, &t) != MHD_YES)
+        return -1;
+    return t > LONG_MAX ? LONG_MAX : (long)t;
 }
 
 void am_http_stop(am_http_server *srv)
@@ -846,18 +916,22 @@ void am_http_stop(am_http_server *srv)
         wake_locked(s);
         pthread_mutex_unlock(&s->mu);
     }
-    /* A connection waiting for a deferred reply is resumed to answer 503. */
+    /* A connection waiting for a deferred reply is resumed: it answers 503, or is closed. */
     for (am_http_deferred *d = srv->deferreds; d; d = d->next) {
         pthread_mutex_lock(&d->mu);
         if (d->suspended) {
             d->suspended = false;
-            MHD_resume_connection(d->conn);
+            resume(srv, d->conn);
         }
         pthread_mutex_unlock(&d->mu);
     }
     pthread_mutex_unlock(&srv->mu);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    if (srv->loop_fd >= 0)
+        close(srv->loop_fd);
+    if (srv->wake_fd >= 0)
+        close(srv->wake_fd);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
 }

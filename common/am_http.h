@@ -63,6 +63,13 @@ struct am_http_options {
      * stream's reader then waits on its connection's thread for writes.
      */
     bool thread_per_connection;
+    /*
+     * No thread of the server's own: the caller runs it from its event
+     * loop, calling am_http_run whenever am_http_fd is readable and at
+     * least every am_http_timeout_ms. threads is then unused. Handlers
+     * (and stream readers) run inside am_http_run.
+     */
+    bool external_loop;
 };
 
 /*
@@ -74,6 +81,19 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
 
 /* The port the server is bound to. */
 int am_http_port(const am_http_server *srv);
+
+/* With external_loop: a descriptor that is readable when am_http_run has work. */
+int am_http_fd(const am_http_server *srv);
+
+/*
+ * With external_loop: serves what is ready (new connections, requests,
+ * resumed connections, timeouts) without waiting. Not thread-safe: one
+ * thread runs it, and am_http_stop only once that thread no longer does.
+ */
+void am_http_run(am_http_server *srv);
+
+/* With external_loop: the longest the caller may wait before am_http_run, in ms; -1: no limit. */
+long am_http_timeout_ms(am_http_server *srv);
 
 /* Stops the server and frees it; accepts NULL. */
 void am_http_stop(am_http_server *srv);
@@ -148,8 +168,9 @@ void am_http_stream_release(am_http_stream *s);
  * am_http_deferred_reply hands in the response, from any thread. Only for
  * a server with a pool of threads (not thread_per_connection). A client
  * that disconnects meanwhile is not noticed until the reply. am_http_stop
- * answers every connection still waiting with 503 before it returns; a
- * reply that comes after that is dropped.
+ * ends every connection still waiting (with a 503 when a server thread
+ * gets to it first, else by closing it); a reply that comes after that is
+ * dropped.
  */
 
 /*
