@@ -1,30 +1,35 @@
 /*
- * The gateway's calls to Ollama. Each upstream thread drives a libcurl
- * multi handle: it starts the jobs handed to it, waits in curl_multi_poll
- * for any of its transfers (or curl_multi_wakeup, for a new job), and runs
- * the jobs' callbacks as data arrives. Its transfers share the multi
- * handle's cache of kept-alive connections, and its easy handles are kept
- * for the next jobs.
+ * The gateway's event loop. One thread waits in curl_multi_poll on the
+ * transfers of its libcurl multi handle and on the HTTP server's epoll
+ * descriptor, then serves what is ready: the server's requests (whose
+ * handlers submit jobs), the jobs' transfers and their callbacks, and the
+ * responses that finished calls handed back. Nothing waits for another
+ * thread on a request's path, and many requests are served per wake-up.
+ * The transfers share the multi handle's cache of kept-alive connections;
+ * easy handles are kept for the next jobs.
  */
-#include "upstream.h"
+#include "loop.h"
 #include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
 #include "am_ollama.h"
 
 #include <curl/curl.h>
+#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#define MAX_SPARE       256 /* easy handles kept for the next jobs, per thread */
-#define MAX_CONNECTIONS 256 /* kept-alive connections to Ollama, per thread */
+#define MAX_SPARE       256 /* easy handles kept for the next jobs */
+#define MAX_CONNECTIONS 256 /* kept-alive connections to Ollama */
 #define TICK_MS         10
+#define IDLE_MS         1000
 
-struct loop {
+struct gw_loop {
     pthread_t thread;
+    bool started;
     CURLM *multi;
+    am_http_server *http;
     pthread_mutex_t mu; /* guards the queue, stopping and deadline */
     struct gw_job *head, *tail;
     bool stopping;
@@ -35,13 +40,7 @@ struct loop {
     int nspare;
 };
 
-struct gw_upstream {
-    int n;
-    _Atomic unsigned next;
-    struct loop *loops;
-};
-
-static void put_spare(struct loop *l, void *easy)
+static void put_spare(gw_loop *l, void *easy)
 {
     if (l->nspare < MAX_SPARE)
         l->spare[l->nspare++] = easy;
@@ -49,7 +48,7 @@ static void put_spare(struct loop *l, void *easy)
         curl_easy_cleanup(easy);
 }
 
-static void start_job(struct loop *l, struct gw_job *job)
+static void start_job(gw_loop *l, struct gw_job *job)
 {
     void *easy = l->nspare > 0 ? l->spare[--l->nspare] : am_curl_easy_new();
     if (!easy) {
@@ -75,7 +74,7 @@ static void start_job(struct loop *l, struct gw_job *job)
     l->running = job;
 }
 
-static void finish_job(struct loop *l, struct gw_job *job, int curl_code)
+static void finish_job(gw_loop *l, struct gw_job *job, int curl_code)
 {
     void *easy = job->easy;
     curl_multi_remove_handle(l->multi, easy);
@@ -90,10 +89,33 @@ static void finish_job(struct loop *l, struct gw_job *job, int curl_code)
     put_spare(l, easy);
 }
 
+/* Runs the transfers and ends those that are over; returns how many ended. */
+static int run_transfers(gw_loop *l)
+{
+    int still = 0, left = 0, ended = 0;
+    CURLMsg *msg;
+    curl_multi_perform(l->multi, &still);
+    while ((msg = curl_multi_info_read(l->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        /* msg does not survive curl_multi_remove_handle. */
+        CURLcode cc = msg->data.result;
+        struct gw_job *job = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
+        finish_job(l, job, cc);
+        ended++;
+    }
+    return ended;
+}
+
 static void *loop_main(void *arg)
 {
-    struct loop *l = arg;
+    gw_loop *l = arg;
+    struct curl_waitfd wfd = {.fd = l->http ? am_http_fd(l->http) : -1, .events = CURL_WAIT_POLLIN};
     for (;;) {
+        /* Requests first: their jobs start in this same pass. */
+        if (l->http)
+            am_http_run(l->http);
         pthread_mutex_lock(&l->mu);
         struct gw_job *q = l->head;
         l->head = l->tail = NULL;
@@ -105,19 +127,9 @@ static void *loop_main(void *arg)
             q = q->next;
             start_job(l, job);
         }
-
-        int still = 0, left = 0;
-        curl_multi_perform(l->multi, &still);
-        CURLMsg *msg;
-        while ((msg = curl_multi_info_read(l->multi, &left))) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            /* msg does not survive curl_multi_remove_handle. */
-            CURLcode cc = msg->data.result;
-            struct gw_job *job = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-            finish_job(l, job, cc);
-        }
+        /* The answers of the calls that ended go out in this same pass. */
+        if (run_transfers(l) > 0 && l->http)
+            am_http_run(l->http);
 
         bool ticking = false;
         for (struct gw_job *job = l->running; job; job = job->next) {
@@ -126,29 +138,36 @@ static void *loop_main(void *arg)
             ticking |= job->wants_tick;
         }
 
-        int wait_ms = ticking ? TICK_MS : 1000;
+        long wait_ms = ticking ? TICK_MS : IDLE_MS;
         if (stopping) {
             if (l->running && am_clock_mono_ns() >= deadline) {
                 am_log_warn("aborting the calls to Ollama still running at shutdown");
                 while (l->running)
                     finish_job(l, l->running, CURLE_ABORTED_BY_CALLBACK);
             }
-            /* Jobs submitted from now on are ended by gw_upstream_submit. */
+            /* Jobs submitted from now on are ended by gw_loop_submit. */
             pthread_mutex_lock(&l->mu);
             bool idle = !l->running && !l->head;
             pthread_mutex_unlock(&l->mu);
-            if (idle)
+            if (idle) {
+                if (l->http)
+                    am_http_run(l->http); /* what the last calls answered */
                 break;
+            }
             wait_ms = TICK_MS * 10;
         }
-        curl_multi_poll(l->multi, NULL, 0, wait_ms, NULL);
+        if (l->http) {
+            long t = am_http_timeout_ms(l->http);
+            if (t >= 0 && t < wait_ms)
+                wait_ms = t;
+        }
+        curl_multi_poll(l->multi, &wfd, wfd.fd >= 0 ? 1 : 0, (int)wait_ms, NULL);
     }
     return NULL;
 }
 
-void gw_upstream_submit(gw_upstream *u, struct gw_job *job)
+void gw_loop_submit(gw_loop *l, struct gw_job *job)
 {
-    struct loop *l = &u->loops[atomic_fetch_add(&u->next, 1) % (unsigned)u->n];
     job->next = NULL;
     job->easy = NULL;
     pthread_mutex_lock(&l->mu);
@@ -157,8 +176,12 @@ void gw_upstream_submit(gw_upstream *u, struct gw_job *job)
         job->done(job, -1);
         return;
     }
-    /* The thread takes the whole queue at once: one wake-up per empty queue is enough. */
-    bool wake = !l->head;
+    /*
+     * The loop takes the whole queue at once, right after serving the
+     * requests: from its own thread, or into a queue that already has a
+     * wake-up coming, no wake-up is needed.
+     */
+    bool wake = !l->head && !(l->started && pthread_equal(pthread_self(), l->thread));
     if (l->tail)
         l->tail->next = job;
     else
@@ -169,63 +192,62 @@ void gw_upstream_submit(gw_upstream *u, struct gw_job *job)
         curl_multi_wakeup(l->multi);
 }
 
-static void loop_free(struct loop *l)
+int gw_loop_new(gw_loop **out)
 {
+    gw_loop *l = calloc(1, sizeof *l);
+    if (!l)
+        return AM_ENOMEM;
+    /* curl_multi_init needs libcurl's global set-up, which the first easy handle does. */
+    curl_easy_cleanup(am_curl_easy_new());
+    l->multi = curl_multi_init();
+    if (!l->multi) {
+        free(l);
+        return AM_ENOMEM;
+    }
+    curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)MAX_CONNECTIONS);
+    pthread_mutex_init(&l->mu, NULL);
+    *out = l;
+    return AM_OK;
+}
+
+int gw_loop_start(gw_loop *l, am_http_server *http)
+{
+    l->http = http;
+    /* Set under the lock: gw_loop_submit compares the caller's thread with it. */
+    pthread_mutex_lock(&l->mu);
+    int rc = pthread_create(&l->thread, NULL, loop_main, l);
+    l->started = rc == 0;
+    pthread_mutex_unlock(&l->mu);
+    return rc == 0 ? AM_OK : AM_ENOMEM;
+}
+
+void gw_loop_stop(gw_loop *l, int timeout_ms)
+{
+    pthread_mutex_lock(&l->mu);
+    bool was = l->stopping;
+    l->stopping = true;
+    l->deadline_ns = am_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    bool started = l->started;
+    pthread_mutex_unlock(&l->mu);
+    if (!started || was)
+        return;
+    curl_multi_wakeup(l->multi);
+    pthread_join(l->thread, NULL);
+}
+
+void gw_loop_free(gw_loop *l)
+{
+    if (!l)
+        return;
+    gw_loop_stop(l, 0);
+    /* Jobs of a loop that never ran end here. */
+    for (struct gw_job *job = l->head, *next; job; job = next) {
+        next = job->next;
+        job->done(job, -1);
+    }
     while (l->nspare > 0)
         curl_easy_cleanup(l->spare[--l->nspare]);
     curl_multi_cleanup(l->multi);
     pthread_mutex_destroy(&l->mu);
-}
-
-int gw_upstream_new(gw_upstream **out, int threads)
-{
-    gw_upstream *u = calloc(1, sizeof *u);
-    if (!u)
-        return AM_ENOMEM;
-    u->loops = calloc((size_t)(threads > 0 ? threads : 1), sizeof *u->loops);
-    if (!u->loops) {
-        free(u);
-        return AM_ENOMEM;
-    }
-    /* curl_multi_init needs libcurl's global set-up, which the first easy handle does. */
-    curl_easy_cleanup(am_curl_easy_new());
-    for (int i = 0; i < (threads > 0 ? threads : 1); i++) {
-        struct loop *l = &u->loops[i];
-        l->multi = curl_multi_init();
-        if (!l->multi)
-            goto fail;
-        curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)MAX_CONNECTIONS);
-        pthread_mutex_init(&l->mu, NULL);
-        if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
-            loop_free(l);
-            goto fail;
-        }
-        u->n++;
-    }
-    *out = u;
-    return AM_OK;
-fail:
-    gw_upstream_free(u, 0);
-    return AM_ENOMEM;
-}
-
-void gw_upstream_free(gw_upstream *u, int timeout_ms)
-{
-    if (!u)
-        return;
-    int64_t deadline = am_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
-    for (int i = 0; i < u->n; i++) {
-        struct loop *l = &u->loops[i];
-        pthread_mutex_lock(&l->mu);
-        l->stopping = true;
-        l->deadline_ns = deadline;
-        pthread_mutex_unlock(&l->mu);
-        curl_multi_wakeup(l->multi);
-    }
-    for (int i = 0; i < u->n; i++) {
-        pthread_join(u->loops[i].thread, NULL);
-        loop_free(&u->loops[i]);
-    }
-    free(u->loops);
-    free(u);
+    free(l);
 }

@@ -1,15 +1,17 @@
-/* The gateway's calls to Ollama: libcurl multi handles, each driven by a thread of its own. */
-#ifndef GW_UPSTREAM_H
-#define GW_UPSTREAM_H
+/* The gateway's event loop: one thread serves the HTTP connections and runs the calls to Ollama. */
+#ifndef GW_LOOP_H
+#define GW_LOOP_H
+
+#include "am_http.h"
 
 #include <stdbool.h>
 
-typedef struct gw_upstream gw_upstream;
+typedef struct gw_loop gw_loop;
 
 /*
  * One transfer. The owner fills the callbacks and submits it; they run on
- * the upstream thread that took the job (done also on the submitter's,
- * when the job comes after gw_upstream_free began).
+ * the loop's thread (done also on the submitter's, when the job comes
+ * after gw_loop_stop began).
  */
 struct gw_job {
     /*
@@ -25,22 +27,33 @@ struct gw_job {
     void (*done)(struct gw_job *job, int curl_code);
     /* Called about every 10 ms while wants_tick is set (a paused transfer); may be NULL. */
     void (*tick)(struct gw_job *job);
-    bool wants_tick;            /* set and cleared by the owner, on the upstream thread */
+    bool wants_tick;            /* set and cleared by the owner, on the loop's thread */
     void *easy;                 /* the transfer's handle while it runs (for curl_easy_pause) */
-    struct gw_job *prev, *next; /* the upstream's */
+    struct gw_job *prev, *next; /* the loop's */
 };
 
-/* Starts threads upstream threads (at least 1). On success *out owns them; see gw_upstream_free. */
-int gw_upstream_new(gw_upstream **out, int threads);
-
-/* Hands job to an upstream thread. Thread-safe; never blocks on a transfer. */
-void gw_upstream_submit(gw_upstream *u, struct gw_job *job);
+/* A loop, not yet running. On success *out owns it; free with gw_loop_free. */
+int gw_loop_new(gw_loop **out);
 
 /*
- * Stops: a job submitted from now on ends at once (done with -1); running
- * transfers have timeout_ms to finish, then are aborted (done with
- * CURLE_ABORTED_BY_CALLBACK). Joins the threads and frees u; accepts NULL.
+ * Starts the loop's thread. From then on it also runs http (started with
+ * external_loop; may be NULL), whose handlers therefore run on it. 0 or
+ * AM_ENOMEM.
  */
-void gw_upstream_free(gw_upstream *u, int timeout_ms);
+int gw_loop_start(gw_loop *l, am_http_server *http);
+
+/* Hands job to the loop. Thread-safe; never waits for a transfer. */
+void gw_loop_submit(gw_loop *l, struct gw_job *job);
+
+/*
+ * Stops the loop: a job submitted from now on ends at once (done with
+ * -1); running transfers have timeout_ms to finish, then are aborted (done
+ * with CURLE_ABORTED_BY_CALLBACK), and the server gets a last run to send
+ * what they answered. Joins the thread; http may be stopped after it.
+ */
+void gw_loop_stop(gw_loop *l, int timeout_ms);
+
+/* Stops the loop if it runs (at once), and frees it; accepts NULL. */
+void gw_loop_free(gw_loop *l);
 
 #endif

@@ -20,8 +20,6 @@ static long long timeout_s;
 static long long max_conns;
 static long long max_calls;
 static long long max_streams;
-static long long http_threads;
-static long long upstream_threads;
 static long long max_body_kib;
 static struct am_publisher_settings pubset;
 
@@ -46,13 +44,6 @@ static const struct am_setting settings[] = {
      "calls to Ollama at once, streaming or not; past it 503", &max_calls},
     {"max-streams", "GATEWAY_MAX_STREAMS", AM_SET_INT, "256", 1, 100000,
      "streaming calls at once; past it 503", &max_streams},
-    {"http-threads", "GATEWAY_HTTP_THREADS", AM_SET_INT, "1", 1, 64,
-     "threads serving the client connections (epoll, suspended while Ollama answers)",
-     &http_threads},
-    {"upstream-threads", "GATEWAY_UPSTREAM_THREADS", AM_SET_INT, "1", 1, 64,
-     "threads running the calls to Ollama, each a libcurl multi handle", &upstream_threads},
-    {"max-body-kib", "GATEWAY_MAX_BODY_KIB", AM_SET_INT, "4096", 1, 1048576,
-     "largest request body; larger ones get 413", &max_body_kib},
     AM_PUBLISHER_SETTINGS(pubset),
 };
 
@@ -86,7 +77,6 @@ int main(int argc, char **argv)
         .connect_timeout_ms = 5000,
         .max_calls = (int)max_calls,
         .max_streams = (int)max_streams,
-        .upstream_threads = (int)upstream_threads,
         .models = models,
         .pub = pub,
     };
@@ -97,8 +87,8 @@ int main(int argc, char **argv)
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)timeout_s + 30,
-        /* A call's connection is suspended while Ollama answers: it holds no thread. */
-        .threads = (unsigned)http_threads,
+        /* The gateway's event loop runs the server and the calls to Ollama alike. */
+        .external_loop = true,
         .max_conns = (unsigned)max_conns,
     };
     if (am_http_start(&http, listen_addr, &opt, gw_proxy_handle, proxy) != AM_OK) {
@@ -106,12 +96,16 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    if (gw_proxy_start(proxy, http) != AM_OK) {
+        status = 1;
+        goto out;
+    }
     am_log_info("athena-gateway %s on %s, Ollama at %s, metrics %s", AM_VERSION, listen_addr,
                 ollama_url, pubset.enabled ? bus_urls : "off");
     sigwait(&set, &sig);
     am_log_info("stopping on signal %d", sig);
     /* Running calls are answered (new ones get 503), for at most the time a call may take. */
-    gw_proxy_drain(proxy, (int)timeout_s * 1000);
+    gw_proxy_stop(proxy, (int)timeout_s * 1000);
 out:
     am_http_stop(http);
     gw_proxy_free(proxy);

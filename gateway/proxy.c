@@ -1,13 +1,14 @@
 /*
  * The gateway's request handling, event-driven. The HTTP handler checks
- * the OpenAI request, defers its response (the connection is suspended
- * and holds no thread) and hands the Ollama call to an upstream thread
- * (upstream.c), which runs many calls at once on one libcurl multi
- * handle. When a plain call ends, the upstream thread builds the answer
- * and resumes the connection. A streaming call is answered at its first
- * token, or its failure, so that a call that fails before answering still
- * gets a real HTTP status; then each Ollama line is relayed as an OpenAI
- * chunk as it arrives. Either way the call ends with one metric on the bus.
+ * the OpenAI request, defers its response (the connection is suspended)
+ * and submits the Ollama call to the event loop (loop.c), which runs it
+ * with every other call on one libcurl multi handle. When a plain call
+ * ends, the answer is built and the connection resumed. A streaming call
+ * is answered at its first token, or its failure, so that a call that
+ * fails before answering still gets a real HTTP status; then each Ollama
+ * line is relayed as an OpenAI chunk as it arrives. Either way the call
+ * ends with one metric on the bus. Everything here runs on the loop's
+ * thread, but /metrics reads the counters, so they stay atomic.
  */
 #include "proxy.h"
 #include "am_clock.h"
@@ -17,7 +18,7 @@
 #include "am_ollama.h"
 #include "am_prom.h"
 #include "openai.h"
-#include "upstream.h"
+#include "loop.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -31,7 +32,7 @@
 #include <time.h>
 
 /*
- * A stream's bytes waiting for the client: past STREAM_PAUSE the upstream
+ * A stream's bytes waiting for the client: past STREAM_PAUSE the Ollama
  * transfer is paused until the client has read half of it; STREAM_MAX is
  * the hard bound (a client that lets it fill is treated as gone).
  */
@@ -40,12 +41,10 @@
 
 struct gw_proxy {
     struct gw_proxy_config cfg;
-    gw_upstream *upstream;
+    gw_loop *loop;
     pthread_mutex_t mu;
-    pthread_cond_t idle; /* signalled when nothing is in flight */
-    int in_flight;       /* chat calls and GETs to Ollama running */
-    int calls, streams;  /* chat calls running, and how many of them stream */
-    bool draining;       /* shutting down: new calls are refused */
+    int calls, streams; /* chat calls running, and how many of them stream */
+    bool draining;      /* shutting down: new calls are refused */
     _Atomic uint64_t calls_ok, calls_error, calls_rejected, streams_rejected;
     _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     struct am_prom_histogram latency, ttft, tokens;
@@ -64,13 +63,12 @@ int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
     gw_proxy *p = calloc(1, sizeof *p);
     if (!p)
         return AM_ENOMEM;
-    if (gw_upstream_new(&p->upstream, cfg->upstream_threads)) {
+    if (gw_loop_new(&p->loop)) {
         free(p);
         return AM_ENOMEM;
     }
     p->cfg = *cfg;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->idle, NULL);
     p->latency.bounds = latency_bounds;
     p->latency.nbounds = sizeof latency_bounds / sizeof latency_bounds[0];
     p->ttft.bounds = ttft_bounds;
@@ -100,21 +98,18 @@ static void reply_deferred(gw_proxy *p, am_http_deferred **d, struct am_http_res
     *d = NULL;
 }
 
-/* One work item ends: a drain waiting for the last one goes on. */
-static void release(gw_proxy *p, bool call, bool stream)
+/* A chat call ends. */
+static void release(gw_proxy *p, bool stream)
 {
     pthread_mutex_lock(&p->mu);
-    p->in_flight--;
-    p->calls -= call;
+    p->calls--;
     p->streams -= stream;
-    if (p->in_flight == 0)
-        pthread_cond_broadcast(&p->idle);
     pthread_mutex_unlock(&p->mu);
 }
 
-/* What one call needs after the handler has returned; owned by the upstream thread then. */
+/* What one call needs after the handler has returned; owned by the loop's thread then. */
 struct call {
-    struct gw_job job; /* first: the upstream hands it back */
+    struct gw_job job; /* first: the loop hands it back */
     gw_proxy *proxy;
     struct gw_request req;
     struct am_ollama_call oc;
@@ -271,7 +266,7 @@ static int open_stream(struct call *c)
     return AM_OK;
 }
 
-/* Each piece of generated text of a streaming call, on the upstream thread. */
+/* Each piece of generated text of a streaming call, on the loop's thread. */
 static int on_delta(void *arg, const char *text, size_t len)
 {
     struct call *c = arg;
@@ -389,7 +384,7 @@ static void call_done(struct gw_job *job, int curl_code)
     else
         plain_done(c);
     call_free(c);
-    release(p, true, stream);
+    release(p, stream);
 }
 
 /* Counts the call in, or says why not (a 503 for the client). */
@@ -407,7 +402,6 @@ static const char *admit(gw_proxy *p, bool stream)
         why = "too many streaming calls at once; retry later";
         atomic_fetch_add(&p->streams_rejected, 1);
     } else {
-        p->in_flight++;
         p->calls++;
         p->streams += stream;
     }
@@ -453,7 +447,7 @@ static void chat_completions(gw_proxy *p, const struct am_http_request *req,
     if (am_http_defer(resp, &c->deferred)) {
         reply_bad_request(resp, 503, "out of memory", NULL);
         call_free(c);
-        release(p, true, stream);
+        release(p, stream);
         return;
     }
     c->oc = (struct am_ollama_call){
@@ -469,13 +463,13 @@ static void chat_completions(gw_proxy *p, const struct am_http_request *req,
     c->job.start = call_start;
     c->job.done = call_done;
     c->job.tick = call_tick;
-    /* From here the call belongs to the upstream thread. */
-    gw_upstream_submit(p->upstream, &c->job);
+    /* From here the call belongs to the loop. */
+    gw_loop_submit(p->loop, &c->job);
 }
 
-/* A GET to Ollama (/ready, /v1/models) run by the upstream like a call. */
+/* A GET to Ollama (/ready, /v1/models), run by the loop like a call. */
 struct fetch {
-    struct gw_job job; /* first: the upstream hands it back */
+    struct gw_job job; /* first: the loop hands it back */
     gw_proxy *proxy;
     const char *path;
     long timeout_ms;
@@ -503,7 +497,6 @@ static void fetch_done(struct gw_job *job, int curl_code)
     free(body);
     reply_deferred(p, &f->deferred, &r);
     free(f);
-    release(p, false, false);
 }
 
 static void fetch(gw_proxy *p, const char *path, long timeout_ms,
@@ -522,10 +515,7 @@ static void fetch(gw_proxy *p, const char *path, long timeout_ms,
     f->answer = answer;
     f->job.start = fetch_start;
     f->job.done = fetch_done;
-    pthread_mutex_lock(&p->mu);
-    p->in_flight++;
-    pthread_mutex_unlock(&p->mu);
-    gw_upstream_submit(p->upstream, &f->job);
+    gw_loop_submit(p->loop, &f->job);
 }
 
 static void models_answer(gw_proxy *p, int rc, long status, const char *body,
@@ -670,35 +660,27 @@ static void route(gw_proxy *p, const struct am_http_request *req, struct am_http
     }
 }
 
-void gw_proxy_drain(gw_proxy *p, int timeout_ms)
+int gw_proxy_start(gw_proxy *p, am_http_server *http)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    return gw_loop_start(p->loop, http);
+}
+
+void gw_proxy_stop(gw_proxy *p, int timeout_ms)
+{
     pthread_mutex_lock(&p->mu);
     p->draining = true;
-    while (p->in_flight > 0) {
-        if (pthread_cond_timedwait(&p->idle, &p->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    int left = p->in_flight;
+    int calls = p->calls;
     pthread_mutex_unlock(&p->mu);
-    if (left > 0)
-        am_log_warn("%d calls to Ollama still running at shutdown", left);
+    if (calls > 0)
+        am_log_info("waiting for %d calls to Ollama", calls);
+    gw_loop_stop(p->loop, timeout_ms);
 }
 
 void gw_proxy_free(gw_proxy *p)
 {
     if (!p)
         return;
-    /* Whatever is still running ends now, each with its metric. */
-    gw_upstream_free(p->upstream, 0);
-    pthread_cond_destroy(&p->idle);
+    gw_loop_free(p->loop);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }

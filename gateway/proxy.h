@@ -15,7 +15,6 @@ struct gw_proxy_config {
     long connect_timeout_ms;
     int max_calls;           /* calls to Ollama at once; past it 503 */
     int max_streams;         /* streaming calls at once; past it 503 */
-    int upstream_threads;    /* threads running the calls to Ollama */
     const gw_models *models; /* borrowed */
     am_publisher *pub;       /* borrowed; NULL publishes nothing */
 };
@@ -23,23 +22,23 @@ struct gw_proxy_config {
 int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg);
 
 /*
- * The am_http handler; arg is the gw_proxy. Calls to Ollama are deferred
- * responses (am_http_defer): the server must run a pool of threads, not a
- * thread per connection.
+ * Starts the event loop (loop.c) that runs http, an am_http server
+ * started with external_loop and gw_proxy_handle as its handler, and the
+ * calls to Ollama. 0 or AM_ENOMEM.
  */
+int gw_proxy_start(gw_proxy *p, am_http_server *http);
+
+/* The am_http handler; arg is the gw_proxy. It runs on the loop's thread. */
 void gw_proxy_handle(void *arg, const struct am_http_request *req, struct am_http_response *resp);
 
 /*
- * Refuses new calls (503) and waits, at most timeout_ms, for the running
- * ones to be answered.
+ * Refuses new calls (503) and lets the running ones finish, for at most
+ * timeout_ms; the rest are ended (each with its metric; their clients get
+ * nothing more). Then stops the loop: the server may be stopped after it.
  */
-void gw_proxy_drain(gw_proxy *p, int timeout_ms);
+void gw_proxy_stop(gw_proxy *p, int timeout_ms);
 
-/*
- * Ends what is still running (each call with its metric; its client, if
- * still connected, gets nothing more) and frees p. Stop the HTTP server
- * first. Accepts NULL.
- */
+/* Frees p (stopping it first, at once, if it runs); accepts NULL. */
 void gw_proxy_free(gw_proxy *p);
 
 #endif

@@ -77,6 +77,21 @@ for i in 1 2 3 4 5 6 7 8; do
 	[[ -n $plain ]] || am_fail "empty plain answer for prompt $i"
 	am_assert_eq "stream $i carries its own answer" "$plain" "$streamed"
 done
+
+# 3c. A call past GATEWAY_MAX_CALLS is refused at once with 503 in OpenAI's
+# shape, and counted; the call running meanwhile is answered.
+gateway_start gw-max OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false GATEWAY_MAX_CALLS=1
+curl -sN -H 'Content-Type: application/json' -d "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" \
+	"$GATEWAY/v1/chat/completions" >"$AM_TEST_TMP/max-first.sse" &
+first_pid=$!
+am_wait_for "one call running" 10 bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_calls 1'"
+out=$(chat "{\"model\":\"phi3:mini\",$msgs}")
+am_assert_eq "call over the bound" 503 "$(http_status "$out")"
+am_assert_eq "refusal in OpenAI's shape" invalid_request_error "$(http_body "$out" | jq -r .error.type)"
+wait "$first_pid" || am_fail "the running call failed"
+grep -q '^data: \[DONE\]' "$AM_TEST_TMP/max-first.sse" || am_fail "the running call was not answered"
+prom=$(curl -fs "$GATEWAY/metrics")
+am_assert_eq "refusal counted" 1 "$(awk '/^athena_gateway_calls_rejected_total / { print $2 }' <<<"$prom")"
 GATEWAY=$measured_gateway
 
 # 4. Failures are answered in OpenAI's shape and measured.
