@@ -46,6 +46,7 @@ struct am_http_server {
      * an epoll set of it and libmicrohttpd's own epoll descriptor.
      */
     int wake_fd, loop_fd;
+    atomic_bool woken; /* wake_fd was written and not yet read */
 };
 
 /*
@@ -339,10 +340,16 @@ int am_http_reply_stream(struct am_http_response *resp, int status, const char *
 static void resume(am_http_server *srv, struct MHD_Connection *conn)
 {
     MHD_resume_connection(conn);
-    if (srv && srv->wake_fd >= 0) {
+    /*
+     * No write while one is waiting to be read: the loop's next
+     * am_http_run comes after it and serves this resume too. The flag is
+     * set after the write, so that the loop never sees it without the
+     * write it stands for.
+     */
+    if (srv && srv->wake_fd >= 0 && !atomic_load(&srv->woken)) {
         uint64_t one = 1;
-        /* Fails only when the counter is full, and then the loop is awake anyway. */
         (void)!write(srv->wake_fd, &one, sizeof one);
+        atomic_store(&srv->woken, true);
     }
 }
 
@@ -820,6 +827,7 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     unsigned threads = opt && opt->threads ? opt->threads : 2;
     unsigned max_conns = opt && opt->max_conns ? opt->max_conns : 1024;
     size_t conn_memory = opt && opt->conn_memory ? opt->conn_memory : 32 * 1024;
+    unsigned reuse = opt && opt->reuse_port ? 1 : 0;
 
     /*
      * Generated request ids carry a random prefix, so they differ across
@@ -835,8 +843,8 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
             MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request,
             srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
             timeout, MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-            conn_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER,
-            mhd_log, srv, MHD_OPTION_END);
+            conn_memory, MHD_OPTION_LISTENING_ADDRESS_REUSE, reuse, MHD_OPTION_NOTIFY_COMPLETED,
+            on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
     } else if (srv->thread_per_connection) {
         srv->daemon = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
@@ -886,7 +894,7 @@ int am_http_fd(const am_http_server *srv)
 void am_http_run(am_http_server *srv)
 {
     uint64_t n;
-    if (srv->wake_fd >= 0)
+    if (srv->wake_fd >= 0 && atomic_exchange(&srv->woken, false))
         (void)!read(srv->wake_fd, &n, sizeof n);
     MHD_run(srv->daemon);
 }

@@ -70,6 +70,12 @@ struct am_http_options {
      * (and stream readers) run inside am_http_run.
      */
     bool external_loop;
+    /*
+     * With external_loop: several servers may listen on the same address
+     * (SO_REUSEPORT), and the kernel spreads new connections over them.
+     * Every one of them sets it.
+     */
+    bool reuse_port;
 };
 
 /*

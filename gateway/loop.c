@@ -27,7 +27,7 @@
 
 struct gw_loop {
     pthread_t thread;
-    bool started;
+    bool started, joined;
     CURLM *multi;
     am_http_server *http;
     pthread_mutex_t mu; /* guards the queue, stopping and deadline */
@@ -221,18 +221,26 @@ int gw_loop_start(gw_loop *l, am_http_server *http)
     return rc == 0 ? AM_OK : AM_ENOMEM;
 }
 
-void gw_loop_stop(gw_loop *l, int timeout_ms)
+void gw_loop_stop_begin(gw_loop *l, int timeout_ms)
 {
     pthread_mutex_lock(&l->mu);
-    bool was = l->stopping;
-    l->stopping = true;
-    l->deadline_ns = am_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
-    bool started = l->started;
+    if (!l->stopping) {
+        l->stopping = true;
+        l->deadline_ns = am_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    }
     pthread_mutex_unlock(&l->mu);
-    if (!started || was)
-        return;
     curl_multi_wakeup(l->multi);
-    pthread_join(l->thread, NULL);
+}
+
+void gw_loop_stop(gw_loop *l, int timeout_ms)
+{
+    gw_loop_stop_begin(l, timeout_ms);
+    pthread_mutex_lock(&l->mu);
+    bool join = l->started && !l->joined;
+    l->joined = true;
+    pthread_mutex_unlock(&l->mu);
+    if (join)
+        pthread_join(l->thread, NULL);
 }
 
 void gw_loop_free(gw_loop *l)

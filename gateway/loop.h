@@ -45,11 +45,15 @@ int gw_loop_start(gw_loop *l, am_http_server *http);
 /* Hands job to the loop. Thread-safe; never waits for a transfer. */
 void gw_loop_submit(gw_loop *l, struct gw_job *job);
 
+/* Starts stopping the loop (as gw_loop_stop) without waiting for it. */
+void gw_loop_stop_begin(gw_loop *l, int timeout_ms);
+
 /*
  * Stops the loop: a job submitted from now on ends at once (done with
  * -1); running transfers have timeout_ms to finish, then are aborted (done
  * with CURLE_ABORTED_BY_CALLBACK), and the server gets a last run to send
- * what they answered. Joins the thread; http may be stopped after it.
+ * what they answered. Joins the thread; http may be stopped after it. A
+ * timeout_ms already given to gw_loop_stop_begin stands.
  */
 void gw_loop_stop(gw_loop *l, int timeout_ms);
 

@@ -19,6 +19,7 @@ static const char *model_map_file;
 static long long timeout_s;
 static long long max_conns;
 static long long max_calls;
+static long long loops;
 static long long max_streams;
 static long long max_body_kib;
 static struct am_publisher_settings pubset;
@@ -39,9 +40,13 @@ static const struct am_setting settings[] = {
     {"timeout-s", "GATEWAY_TIMEOUT_S", AM_SET_INT, "120", 1, 3600,
      "a whole call to Ollama; past it the client gets 504", &timeout_s},
     {"max-connections", "GATEWAY_MAX_CONNECTIONS", AM_SET_INT, "1024", 1, 100000,
-     "client connections at once; past it new ones are closed", &max_conns},
+     "client connections at once, shared evenly by the event loops; past it new ones are closed",
+     &max_conns},
     {"max-calls", "GATEWAY_MAX_CALLS", AM_SET_INT, "1024", 1, 100000,
      "calls to Ollama at once, streaming or not; past it 503", &max_calls},
+    {"threads", "GATEWAY_THREADS", AM_SET_INT, "2", 1, 64,
+     "event loops, each a thread serving its share of the connections and their calls to Ollama",
+     &loops},
     {"max-streams", "GATEWAY_MAX_STREAMS", AM_SET_INT, "256", 1, 100000,
      "streaming calls at once; past it 503", &max_streams},
     AM_PUBLISHER_SETTINGS(pubset),
@@ -52,7 +57,7 @@ int main(int argc, char **argv)
     gw_models *models = NULL;
     am_publisher *pub = NULL;
     gw_proxy *proxy = NULL;
-    am_http_server *http = NULL;
+    am_http_server *http[64] = {NULL};
     char err[512];
     sigset_t set;
     int sig, status = 0;
@@ -75,6 +80,7 @@ int main(int argc, char **argv)
         .ollama_url = ollama_url,
         .timeout_ms = (long)timeout_s * 1000,
         .connect_timeout_ms = 5000,
+        .loops = (int)loops,
         .max_calls = (int)max_calls,
         .max_streams = (int)max_streams,
         .models = models,
@@ -84,17 +90,30 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /*
+     * Each event loop runs a server of its own on the same address: the
+     * kernel spreads the connections over them (SO_REUSEPORT).
+     */
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)timeout_s + 30,
-        /* The gateway's event loop runs the server and the calls to Ollama alike. */
         .external_loop = true,
-        .max_conns = (unsigned)max_conns,
+        .reuse_port = true,
+        .max_conns = (unsigned)((max_conns + loops - 1) / loops),
     };
-    if (am_http_start(&http, listen_addr, &opt, gw_proxy_handle, proxy) != AM_OK) {
-        fprintf(stderr, "athena-gateway: cannot serve HTTP on %s\n", listen_addr);
-        status = 2;
-        goto out;
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s", listen_addr);
+    for (int i = 0; i < (int)loops; i++) {
+        if (am_http_start(&http[i], addr, &opt, gw_proxy_handle, gw_proxy_handler_arg(proxy, i))) {
+            fprintf(stderr, "athena-gateway: cannot serve HTTP on %s\n", addr);
+            status = 2;
+            goto out;
+        }
+        /* Port 0 picked a port: the other servers take the same one. */
+        char host[256];
+        int port;
+        if (i == 0 && !am_http_parse_addr(listen_addr, host, sizeof host, &port))
+            snprintf(addr, sizeof addr, "%s:%d", host, am_http_port(http[0]));
     }
     if (gw_proxy_start(proxy, http) != AM_OK) {
         status = 1;
@@ -107,7 +126,10 @@ int main(int argc, char **argv)
     /* Running calls are answered (new ones get 503), for at most the time a call may take. */
     gw_proxy_stop(proxy, (int)timeout_s * 1000);
 out:
-    am_http_stop(http);
+    /* The loops run the servers: they stop first (gw_proxy_free does, if still running). */
+    gw_proxy_stop(proxy, 0);
+    for (int i = 0; i < (int)loops; i++)
+        am_http_stop(http[i]);
     gw_proxy_free(proxy);
     am_publisher_close(pub, NULL);
     gw_models_free(models);

@@ -39,12 +39,18 @@
 #define STREAM_PAUSE (1 << 20)
 #define STREAM_MAX   (4 << 20)
 
+/* One event loop, and the server it runs: the handler's argument. */
+struct shard {
+    gw_proxy *proxy;
+    gw_loop *loop;
+};
+
 struct gw_proxy {
     struct gw_proxy_config cfg;
-    gw_loop *loop;
-    pthread_mutex_t mu;
-    int calls, streams; /* chat calls running, and how many of them stream */
-    bool draining;      /* shutting down: new calls are refused */
+    struct shard *shards; /* cfg.loops of them */
+    pthread_mutex_t mu;   /* guards what follows, shared by the loops */
+    int calls, streams;   /* chat calls running, and how many of them stream */
+    bool draining;        /* shutting down: new calls are refused */
     _Atomic uint64_t calls_ok, calls_error, calls_rejected, streams_rejected;
     _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     struct am_prom_histogram latency, ttft, tokens;
@@ -63,11 +69,21 @@ int gw_proxy_new(gw_proxy **out, const struct gw_proxy_config *cfg)
     gw_proxy *p = calloc(1, sizeof *p);
     if (!p)
         return AM_ENOMEM;
-    if (gw_loop_new(&p->loop)) {
+    p->cfg = *cfg;
+    if (p->cfg.loops < 1)
+        p->cfg.loops = 1;
+    p->shards = calloc((size_t)p->cfg.loops, sizeof *p->shards);
+    if (!p->shards) {
         free(p);
         return AM_ENOMEM;
     }
-    p->cfg = *cfg;
+    for (int i = 0; i < p->cfg.loops; i++) {
+        p->shards[i].proxy = p;
+        if (gw_loop_new(&p->shards[i].loop)) {
+            gw_proxy_free(p);
+            return AM_ENOMEM;
+        }
+    }
     pthread_mutex_init(&p->mu, NULL);
     p->latency.bounds = latency_bounds;
     p->latency.nbounds = sizeof latency_bounds / sizeof latency_bounds[0];
@@ -409,7 +425,7 @@ static const char *admit(gw_proxy *p, bool stream)
     return why;
 }
 
-static void chat_completions(gw_proxy *p, const struct am_http_request *req,
+static void chat_completions(gw_proxy *p, gw_loop *loop, const struct am_http_request *req,
                              struct am_http_response *resp)
 {
     char err[512], param[512];
@@ -464,7 +480,7 @@ static void chat_completions(gw_proxy *p, const struct am_http_request *req,
     c->job.done = call_done;
     c->job.tick = call_tick;
     /* From here the call belongs to the loop. */
-    gw_loop_submit(p->loop, &c->job);
+    gw_loop_submit(loop, &c->job);
 }
 
 /* A GET to Ollama (/ready, /v1/models), run by the loop like a call. */
@@ -499,7 +515,7 @@ static void fetch_done(struct gw_job *job, int curl_code)
     free(f);
 }
 
-static void fetch(gw_proxy *p, const char *path, long timeout_ms,
+static void fetch(gw_proxy *p, gw_loop *loop, const char *path, long timeout_ms,
                   void (*answer)(gw_proxy *, int, long, const char *, struct am_http_response *),
                   struct am_http_response *resp)
 {
@@ -515,7 +531,7 @@ static void fetch(gw_proxy *p, const char *path, long timeout_ms,
     f->answer = answer;
     f->job.start = fetch_start;
     f->job.done = fetch_done;
-    gw_loop_submit(p->loop, &f->job);
+    gw_loop_submit(loop, &f->job);
 }
 
 static void models_answer(gw_proxy *p, int rc, long status, const char *body,
@@ -617,17 +633,20 @@ static void write_metrics(gw_proxy *p, struct am_http_response *resp)
     resp->body = am_buf_take(&b, &resp->body_len);
 }
 
-static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp);
+static void route(gw_proxy *p, gw_loop *loop, const struct am_http_request *req,
+                  struct am_http_response *resp);
 
 void gw_proxy_handle(void *arg, const struct am_http_request *req, struct am_http_response *resp)
 {
-    gw_proxy *p = arg;
-    route(p, req, resp);
+    struct shard *sh = arg;
+    gw_proxy *p = sh->proxy;
+    route(p, sh->loop, req, resp);
     if (!resp->deferred) /* a deferred response is counted when it is handed over */
         count_response(p, resp->status);
 }
 
-static void route(gw_proxy *p, const struct am_http_request *req, struct am_http_response *resp)
+static void route(gw_proxy *p, gw_loop *loop, const struct am_http_request *req,
+                  struct am_http_response *resp)
 {
     bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
     bool post = !strcmp(req->method, "POST");
@@ -643,16 +662,16 @@ static void route(gw_proxy *p, const struct am_http_request *req, struct am_http
             reply_bad_request(resp, 415, "Content-Type must be application/json", NULL);
             return;
         }
-        chat_completions(p, req, resp);
+        chat_completions(p, loop, req, resp);
     } else if (!strcmp(path, "/v1/models") || !strcmp(path, "/models")) {
         if (!get)
             reply_bad_request(resp, 405, "use GET", NULL);
         else
-            fetch(p, "/api/tags", 5000, models_answer, resp);
+            fetch(p, loop, "/api/tags", 5000, models_answer, resp);
     } else if (!strcmp(path, "/health") && get) {
         am_http_reply(resp, 200, "application/json", "{\"status\": \"ok\"}");
     } else if (!strcmp(path, "/ready") && get) {
-        fetch(p, "/api/version", 2000, ready_answer, resp);
+        fetch(p, loop, "/api/version", 2000, ready_answer, resp);
     } else if (!strcmp(path, "/metrics") && get) {
         write_metrics(p, resp);
     } else {
@@ -660,27 +679,51 @@ static void route(gw_proxy *p, const struct am_http_request *req, struct am_http
     }
 }
 
-int gw_proxy_start(gw_proxy *p, am_http_server *http)
+void *gw_proxy_handler_arg(gw_proxy *p, int i)
 {
-    return gw_loop_start(p->loop, http);
+    return &p->shards[i];
+}
+
+int gw_proxy_start(gw_proxy *p, am_http_server *const *http)
+{
+    for (int i = 0; i < p->cfg.loops; i++)
+        if (gw_loop_start(p->shards[i].loop, http[i]))
+            return AM_ENOMEM;
+    return AM_OK;
+}
+
+/* Stops the loops together: each has the same deadline for its calls. */
+static void stop_loops(gw_proxy *p, int timeout_ms)
+{
+    for (int i = 0; i < p->cfg.loops; i++)
+        if (p->shards[i].loop)
+            gw_loop_stop_begin(p->shards[i].loop, timeout_ms);
+    for (int i = 0; i < p->cfg.loops; i++)
+        if (p->shards[i].loop)
+            gw_loop_stop(p->shards[i].loop, timeout_ms);
 }
 
 void gw_proxy_stop(gw_proxy *p, int timeout_ms)
 {
+    if (!p)
+        return;
     pthread_mutex_lock(&p->mu);
     p->draining = true;
     int calls = p->calls;
     pthread_mutex_unlock(&p->mu);
     if (calls > 0)
         am_log_info("waiting for %d calls to Ollama", calls);
-    gw_loop_stop(p->loop, timeout_ms);
+    stop_loops(p, timeout_ms);
 }
 
 void gw_proxy_free(gw_proxy *p)
 {
     if (!p)
         return;
-    gw_loop_free(p->loop);
+    stop_loops(p, 0);
+    for (int i = 0; i < p->cfg.loops; i++)
+        gw_loop_free(p->shards[i].loop);
+    free(p->shards);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
