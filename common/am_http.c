@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -827,7 +828,6 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     unsigned threads = opt && opt->threads ? opt->threads : 2;
     unsigned max_conns = opt && opt->max_conns ? opt->max_conns : 1024;
     size_t conn_memory = opt && opt->conn_memory ? opt->conn_memory : 32 * 1024;
-    unsigned reuse = opt && opt->reuse_port ? 1 : 0;
 
     /*
      * Generated request ids carry a random prefix, so they differ across
@@ -839,12 +839,34 @@ int am_http_start(am_http_server **out, const char *listen_addr, const struct am
     srv->wake_fd = srv->loop_fd = -1;
     srv->thread_per_connection = opt && opt->thread_per_connection;
     if (opt && opt->external_loop) {
+        /* A shared listening socket is dup'ed: each daemon closes its own at its stop. */
+        int lfd = -1;
+        if (opt->share_listener) {
+            const union MHD_DaemonInfo *li =
+                MHD_get_daemon_info(opt->share_listener->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+            lfd = li ? fcntl(li->listen_fd, F_DUPFD_CLOEXEC, 0) : -1;
+            if (lfd < 0) {
+                am_log_error("cannot share the listening socket: %s", strerror(errno));
+                pthread_mutex_destroy(&srv->mu);
+                free(srv);
+                return AM_EIO;
+            }
+        }
+        /* The listening socket is the only difference; the option takes no other type. */
+        struct MHD_OptionItem listen[2] = {
+            {MHD_OPTION_SOCK_ADDR, 0, &sin},
+            {MHD_OPTION_END, 0, NULL},
+        };
+        if (lfd >= 0)
+            listen[0] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, lfd, NULL};
         srv->daemon = MHD_start_daemon(
             MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request,
-            srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
-            timeout, MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-            conn_memory, MHD_OPTION_LISTENING_ADDRESS_REUSE, reuse, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+            srv, MHD_OPTION_ARRAY, listen, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+            MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+            srv, MHD_OPTION_END);
+        if (!srv->daemon && lfd >= 0)
+            close(lfd);
     } else if (srv->thread_per_connection) {
         srv->daemon = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |

@@ -71,11 +71,12 @@ struct am_http_options {
      */
     bool external_loop;
     /*
-     * With external_loop: several servers may listen on the same address
-     * (SO_REUSEPORT), and the kernel spreads new connections over them.
-     * Every one of them sets it.
+     * With external_loop: accept connections from the listening socket of
+     * this other server (listen_addr is then unused), so that several
+     * loops serve one address; whichever loop is free first takes a new
+     * connection. The other server must outlive this one's start.
      */
-    bool reuse_port;
+    const am_http_server *share_listener;
 };
 
 /*

@@ -49,6 +49,8 @@ static const struct am_setting settings[] = {
      &loops},
     {"max-streams", "GATEWAY_MAX_STREAMS", AM_SET_INT, "256", 1, 100000,
      "streaming calls at once; past it 503", &max_streams},
+    {"max-body-kib", "GATEWAY_MAX_BODY_KIB", AM_SET_INT, "4096", 1, 1048576,
+     "largest request body; larger ones get 413", &max_body_kib},
     AM_PUBLISHER_SETTINGS(pubset),
 };
 
@@ -91,29 +93,23 @@ int main(int argc, char **argv)
         goto out;
     }
     /*
-     * Each event loop runs a server of its own on the same address: the
-     * kernel spreads the connections over them (SO_REUSEPORT).
+     * Each event loop runs a server of its own; they all accept from the
+     * first one's listening socket, whichever loop is free first.
      */
     struct am_http_options opt = {
         .max_body = (size_t)max_body_kib << 10,
         .timeout_s = (unsigned)timeout_s + 30,
         .external_loop = true,
-        .reuse_port = true,
         .max_conns = (unsigned)((max_conns + loops - 1) / loops),
     };
-    char addr[300];
-    snprintf(addr, sizeof addr, "%s", listen_addr);
     for (int i = 0; i < (int)loops; i++) {
-        if (am_http_start(&http[i], addr, &opt, gw_proxy_handle, gw_proxy_handler_arg(proxy, i))) {
-            fprintf(stderr, "athena-gateway: cannot serve HTTP on %s\n", addr);
+        opt.share_listener = http[0];
+        if (am_http_start(&http[i], listen_addr, &opt, gw_proxy_handle,
+                          gw_proxy_handler_arg(proxy, i))) {
+            fprintf(stderr, "athena-gateway: cannot serve HTTP on %s\n", listen_addr);
             status = 2;
             goto out;
         }
-        /* Port 0 picked a port: the other servers take the same one. */
-        char host[256];
-        int port;
-        if (i == 0 && !am_http_parse_addr(listen_addr, host, sizeof host, &port))
-            snprintf(addr, sizeof addr, "%s:%d", host, am_http_port(http[0]));
     }
     if (gw_proxy_start(proxy, http) != AM_OK) {
         status = 1;
