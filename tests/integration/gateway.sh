@@ -92,6 +92,20 @@ wait "$first_pid" || am_fail "the running call failed"
 grep -q '^data: \[DONE\]' "$AM_TEST_TMP/max-first.sse" || am_fail "the running call was not answered"
 prom=$(curl -fs "$GATEWAY/metrics")
 am_assert_eq "refusal counted" 1 "$(awk '/^athena_gateway_calls_rejected_total / { print $2 }' <<<"$prom")"
+
+# 3d. A client that reads slower than Ollama writes still gets the whole
+# stream: about 1.7 MiB of events at 100000 tokens/s, read at 512 KiB/s (the
+# gateway holds the Ollama transfer while more than 1 MiB waits).
+sim_start big SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=10000
+gateway_start gw-slow-reader OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false
+curl -sN --limit-rate 512k -H 'Content-Type: application/json' \
+	-d "{\"model\":\"phi3:mini\",$msgs,\"stream\":true}" "$GATEWAY/v1/chat/completions" \
+	>"$AM_TEST_TMP/slow-reader.sse"
+am_assert_eq "slow reader: last event" "data: [DONE]" "$(grep '^data: ' "$AM_TEST_TMP/slow-reader.sse" | tail -n 1)"
+am_assert_eq "slow reader: every token" 10000 "$(grep '^data: {' "$AM_TEST_TMP/slow-reader.sse" |
+	sed 's/^data: //' | jq -r 'select(.choices | length > 0) | .choices[0].delta.content // empty' | grep -c .)"
+am_assert_eq "slow reader: the call succeeded" 1 \
+	"$(curl -fs "$GATEWAY/metrics" | awk '/^athena_gateway_calls_ok_total / { print $2 }')"
 GATEWAY=$measured_gateway
 
 # 4. Failures are answered in OpenAI's shape and measured.
