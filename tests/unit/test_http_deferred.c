@@ -120,14 +120,22 @@ static void pending_init(struct pending *p)
     pthread_cond_init(&p->cv, NULL);
 }
 
+/* A server with its own threads, and a client's request to it under way. */
+static am_http_server *serve(struct pending *p, bool reply_at_once, struct client *c)
+{
+    pending_init(p);
+    p->reply_at_once = reply_at_once;
+    am_http_server *srv = start(p, false);
+    client_start(c, am_http_port(srv));
+    return srv;
+}
+
 static void test_reply_from_another_thread_reaches_the_client(void **state)
 {
     struct pending p;
     struct client c;
     (void)state;
-    pending_init(&p);
-    am_http_server *srv = start(&p, false);
-    client_start(&c, am_http_port(srv));
+    am_http_server *srv = serve(&p, false, &c);
     am_http_deferred *d = wait_deferred(&p);
     struct am_http_response r = {0};
     am_http_reply(&r, 200, "text/plain", "later");
@@ -144,10 +152,7 @@ static void test_reply_inside_the_handler_is_sent(void **state)
     struct pending p;
     struct client c;
     (void)state;
-    pending_init(&p);
-    p.reply_at_once = true;
-    am_http_server *srv = start(&p, false);
-    client_start(&c, am_http_port(srv));
+    am_http_server *srv = serve(&p, true, &c);
     client_join(&c);
     assert_int_equal(c.status, 201);
     assert_string_equal(c.body, "at once");
@@ -159,9 +164,7 @@ static void test_stop_lets_a_waiting_client_go_and_drops_a_late_reply(void **sta
     struct pending p;
     struct client c;
     (void)state;
-    pending_init(&p);
-    am_http_server *srv = start(&p, false);
-    client_start(&c, am_http_port(srv));
+    am_http_server *srv = serve(&p, false, &c);
     am_http_deferred *d = wait_deferred(&p);
     am_http_stop(srv);
     client_join(&c);
