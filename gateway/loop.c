@@ -161,6 +161,11 @@ static void *loop_main(void *arg)
             if (t >= 0 && t < wait_ms)
                 wait_ms = t;
         }
+        /* Requests served by the second run above queued their jobs without a wake-up. */
+        pthread_mutex_lock(&l->mu);
+        if (l->head)
+            wait_ms = 0;
+        pthread_mutex_unlock(&l->mu);
         curl_multi_poll(l->multi, &wfd, wfd.fd >= 0 ? 1 : 0, (int)wait_ms, NULL);
     }
     return NULL;
