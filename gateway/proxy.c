@@ -1,14 +1,15 @@
 /*
  * The gateway's request handling, event-driven. The HTTP handler checks
  * the OpenAI request, defers its response (the connection is suspended)
- * and submits the Ollama call to the event loop (loop.c), which runs it
- * with every other call on one libcurl multi handle. When a plain call
+ * and submits the Ollama call to its event loop (loop.c), which runs it
+ * with the loop's other calls on one libcurl multi handle. When a plain call
  * ends, the answer is built and the connection resumed. A streaming call
  * is answered at its first token, or its failure, so that a call that
  * fails before answering still gets a real HTTP status; then each Ollama
  * line is relayed as an OpenAI chunk as it arrives. Either way the call
- * ends with one metric on the bus. Everything here runs on the loop's
- * thread, but /metrics reads the counters, so they stay atomic.
+ * ends with one metric on the bus. A request and its call run on the
+ * thread of the loop that took the connection; the loops share the
+ * counters (atomic) and the admission counts (under the lock).
  */
 #include "proxy.h"
 #include "am_clock.h"
