@@ -6,6 +6,7 @@
 #include "am_publisher.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ static struct am_publisher_settings pubset;
 static bool measure;
 static const char *dump_path;
 static long long dump_every;
+static long long threads;
 
 static const struct am_setting settings[] = {
     {"url", "METRICS_BUS_URLS", AM_SET_STRING, "tcp://127.0.0.1:5556", 0, 0,
@@ -37,6 +39,10 @@ static const struct am_setting settings[] = {
      "write the published metrics as tab-separated rows to this file (for checks)", &dump_path},
     {"dump-every", NULL, AM_SET_INT, "1", 1, 1000000000, "with --dump, write every Nth metric",
      &dump_every},
+    {"threads", NULL, AM_SET_INT, "1", 1, 1024,
+     "publishing threads sharing the one publisher, as a service's request threads do; "
+     "metric i is published by thread i modulo this",
+     &threads},
     AM_PUBLISHER_SETTINGS(pubset),
 };
 
@@ -47,8 +53,8 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-/* xorshift64*: fast and good enough for synthetic data. */
-static uint64_t rng_state;
+/* xorshift64*: fast and good enough for synthetic data; one state per thread. */
+static _Thread_local uint64_t rng_state;
 
 static uint64_t rng(void)
 {
@@ -169,19 +175,70 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One publishing thread: metrics first, first + threads, ... below count. */
+struct worker {
+    pthread_t tid;
+    long long first;
+    long long done; /* metrics it published */
+    int64_t *lat;   /* with --measure, the time of each of its calls */
+};
+
+static am_publisher *pub;
+static FILE *dump;
+static int64_t start_ns;
+static pthread_barrier_t go;
+
+static void *publish_loop(void *arg)
+{
+    struct worker *w = arg;
+    char rid[40], sid[40], uid[40], dev[40];
+    struct am_metric m;
+
+    /* Thread 0 draws the same data as a single-threaded run of the seed. */
+    rng_state =
+        (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1 + (uint64_t)w->first * 0xD1B54A32D192ED03ULL;
+    pthread_barrier_wait(&go);
+    for (long long i = w->first; i < count && !stop; i += threads) {
+        if (rate > 0) {
+            int64_t due = start_ns + (int64_t)((double)i * 1e9 / (double)rate);
+            int64_t ahead = due - am_clock_mono_ns();
+            if (ahead > 200000) {
+                struct timespec ts = {ahead / 1000000000, ahead % 1000000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        make_metric(&m, i, rid, sid, uid, dev);
+        if (dump && i % dump_every == 0)
+            dump_metric(dump, i, &m);
+        if (w->lat) {
+            int64_t t0 = am_clock_mono_ns();
+            am_publisher_send(pub, &m);
+            w->lat[w->done] = am_clock_mono_ns() - t0;
+        } else {
+            am_publisher_send(pub, &m);
+        }
+        w->done++;
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
-    am_publisher *pub = NULL;
     struct am_publisher_config cfg;
     struct am_publisher_stats st;
+    struct worker *workers = NULL;
     int64_t *lat = NULL;
 
     am_config_load(settings, sizeof settings / sizeof settings[0], argc, argv,
                    "athena-metrics-load",
                    "Publishes synthetic LLM call metrics on the bus and prints what it sent.");
+    if (dump_path && threads > 1) {
+        /* The dump's seq column is the publishing order, which threads shuffle. */
+        fprintf(stderr, "athena-metrics-load: --dump needs --threads 1\n");
+        return 2;
+    }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
 
     am_publisher_config_init(&cfg);
     am_publisher_settings_apply(&pubset, &cfg);
@@ -192,60 +249,63 @@ int main(int argc, char **argv)
         fprintf(stderr, "athena-metrics-load: cannot publish to %s: %s\n", urls, am_strerror(rc));
         return 2;
     }
-    if (measure && count > 0) {
+    workers = calloc((size_t)threads, sizeof *workers);
+    if (measure && count > 0)
         lat = malloc((size_t)count * sizeof *lat);
-        if (!lat) {
-            fprintf(stderr, "athena-metrics-load: out of memory for --measure\n");
-            return 1;
-        }
+    if (!workers || (measure && count > 0 && !lat)) {
+        fprintf(stderr, "athena-metrics-load: out of memory\n");
+        return 1;
     }
-
-    FILE *dump = NULL;
     if (dump_path && !(dump = fopen(dump_path, "w"))) {
         fprintf(stderr, "athena-metrics-load: cannot write %s\n", dump_path);
         return 2;
     }
-    char rid[40], sid[40], uid[40], dev[40];
-    struct am_metric m;
-    int64_t start = am_clock_mono_ns();
-    long long i;
-    for (i = 0; i < count && !stop; i++) {
-        if (rate > 0) {
-            int64_t due = start + (int64_t)((double)i * 1e9 / (double)rate);
-            int64_t ahead = due - am_clock_mono_ns();
-            if (ahead > 200000) {
-                struct timespec ts = {ahead / 1000000000, ahead % 1000000000};
-                nanosleep(&ts, NULL);
-            }
-        }
-        make_metric(&m, i, rid, sid, uid, dev);
-        if (dump && i % dump_every == 0)
-            dump_metric(dump, i, &m);
-        if (lat) {
-            int64_t t0 = am_clock_mono_ns();
-            am_publisher_send(pub, &m);
-            lat[i] = am_clock_mono_ns() - t0;
-        } else {
-            am_publisher_send(pub, &m);
+
+    /* Each thread's call times go to its own slice of lat. */
+    long long offset = 0;
+    for (long long t = 0; t < threads; t++) {
+        workers[t].first = t;
+        if (lat)
+            workers[t].lat = lat + offset;
+        offset += t < count ? (count - t + threads - 1) / threads : 0;
+    }
+    pthread_barrier_init(&go, NULL, (unsigned)threads + 1);
+    long long started = 0;
+    for (; started < threads; started++) {
+        if (pthread_create(&workers[started].tid, NULL, publish_loop, &workers[started])) {
+            fprintf(stderr, "athena-metrics-load: cannot start thread %lld of %lld\n", started + 1,
+                    threads);
+            return 1;
         }
     }
-    double publish_s = (double)(am_clock_mono_ns() - start) / 1e9;
+    start_ns = am_clock_mono_ns();
+    pthread_barrier_wait(&go);
+    long long i = 0;
+    for (long long t = 0; t < threads; t++) {
+        pthread_join(workers[t].tid, NULL);
+        if (lat && workers[t].lat != lat + i)
+            memmove(lat + i, workers[t].lat, (size_t)workers[t].done * sizeof *lat);
+        i += workers[t].done;
+    }
+    pthread_barrier_destroy(&go);
+    double publish_s = (double)(am_clock_mono_ns() - start_ns) / 1e9;
     if (dump)
         fclose(dump);
     am_publisher_close(pub, &st);
-    double elapsed = (double)(am_clock_mono_ns() - start) / 1e9;
+    double elapsed = (double)(am_clock_mono_ns() - start_ns) / 1e9;
     uint64_t dropped = st.dropped_queue_full + st.dropped_no_subscriber + st.dropped_invalid +
                        st.dropped_send_error + st.dropped_shutdown;
 
     printf("source_id=%s epoch=%lld published=%lld sent=%llu dropped=%llu "
            "dropped_queue_full=%llu dropped_no_subscriber=%llu dropped_shutdown=%llu "
-           "replay_requests=%llu resent=%llu gone=%llu publish_s=%.3f elapsed_s=%.3f rate=%.0f\n",
+           "replay_requests=%llu resent=%llu gone=%llu publish_s=%.3f elapsed_s=%.3f rate=%.0f "
+           "threads=%lld\n",
            st.source_id, (long long)st.epoch, i, (unsigned long long)st.sent,
            (unsigned long long)dropped, (unsigned long long)st.dropped_queue_full,
            (unsigned long long)st.dropped_no_subscriber, (unsigned long long)st.dropped_shutdown,
            (unsigned long long)st.replay_requests, (unsigned long long)st.resent,
            (unsigned long long)st.gone, publish_s, elapsed,
-           publish_s > 0 ? (double)i / publish_s : 0.0);
+           publish_s > 0 ? (double)i / publish_s : 0.0, threads);
     if (lat && i > 0) {
         qsort(lat, (size_t)i, sizeof *lat, cmp_i64);
         printf("publish_call_ns p50=%lld p90=%lld p99=%lld p999=%lld max=%lld\n",
@@ -253,5 +313,6 @@ int main(int argc, char **argv)
                (long long)lat[i * 999 / 1000], (long long)lat[i - 1]);
     }
     free(lat);
+    free(workers);
     return dropped ? 1 : 0;
 }
