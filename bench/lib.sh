@@ -541,3 +541,49 @@ bench_finish() {
 		exit 1
 	fi
 }
+
+# bench_plot OUT TITLE XLABEL YLABEL SCALES DATA TITLE1 [TITLE2...]: draw
+# with gnuplot a chart OUT (SVG, or PNG when OUT ends in .png) of DATA, one line per series with error bars.
+# DATA has one line per x: "X V1 LO1 HI1 V2 LO2 HI2 ..." (a series' median
+# and its spread; "-" where a series has no figure). SCALES: "logx", "logy",
+# "logxy" or "lin". The SVG holds no date, so a rerun with the same figures
+# gives the same file.
+bench_plot() {
+	local out=$1 title=$2 xlabel=$3 ylabel=$4 scales=$5 data=$6 i=0 t plots=() gp
+	shift 6
+	gp=$BENCH_TMP/$(basename "$out").gp
+	for t in "$@"; do
+		i=$((i + 1))
+		plots+=("'$data' using 1:$((3 * i - 1)):$((3 * i)):$((3 * i + 1)) with yerrorlines lw 2 pt 7 title '${t//\'/\'\'}'")
+	done
+	{
+		case $out in
+		*.png) printf 'set terminal pngcairo size 760,460 enhanced font "sans,11" background "white"\n' ;;
+		*) printf 'set terminal svg size 760,460 enhanced font "sans,12" background "white"\n' ;;
+		esac
+		printf "set output '%s'\n" "$out"
+		printf "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\n" \
+			"${title//\'/\'\'}" "${xlabel//\'/\'\'}" "${ylabel//\'/\'\'}"
+		printf 'set datafile missing "-"\nset grid\nset key outside bottom center horizontal\nset yrange [0:*]\nset offsets graph 0.05, graph 0.05, 0, 0\n'
+		case $scales in
+		logx | logxy) printf 'set logscale x\n' ;;
+		esac
+		case $scales in
+		logy | logxy) printf 'set logscale y\nset yrange [*:*]\n' ;;
+		esac
+		printf 'set xtics ('
+		# Powers of ten from 1000 up are labelled 10^k.
+		awk 'NR > 1 { printf ", " }
+			{ l = $1; k = log($1) / log(10); if ($1 >= 1000 && 10 ^ int(k + 0.5) == $1) l = "10^" int(k + 0.5)
+			  printf "\"%s\" %s", l, $1 }' "$data"
+		printf ')\n'
+		local IFS=,
+		printf 'plot %s\n' "${plots[*]}"
+	} >"$gp"
+	gnuplot "$gp" 2>"$gp.log" || {
+		cat "$gp.log" >&2
+		bench_loud "gnuplot could not draw $out ($gp)"
+		return 0
+	}
+	bench_log "plot: $out"
+}
