@@ -31,6 +31,7 @@ BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/am-bench-$BENCH_NAME.XXXXXX")
 BENCH_PG_DIR="" # throwaway cluster made by bench_pg_start
 BENCH_DB_URL="" # the database the benchmark uses
 BENCH_FAILED="" # set by bench_loud; the script exits 1 at the end
+_bench_dropdb="" # a database made by bench_pg_start in AM_BENCH_CLUSTER_URL
 _bench_bg_pids=()
 _bench_cleanup_cmds=()
 
@@ -39,7 +40,7 @@ bench_usage() {
 	awk 'NR == 1 { next } /^# shellcheck/ || !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"
 }
 
-bench_log() { printf '[%s] %s\n' "$BENCH_NAME" "$*" >&2; }
+bench_log() { printf '[%s %ds] %s\n' "$BENCH_NAME" "$SECONDS" "$*" >&2; }
 
 # bench_loud MSG: a problem that makes the figures suspect (drops, for
 # example): printed in a banner, remembered, and the script exits 1.
@@ -93,6 +94,9 @@ bench_cleanup() {
 	for pid in "${_bench_bg_pids[@]}"; do
 		kill -0 "$pid" 2>/dev/null && bench_stop "$pid" 5
 	done
+	if [[ -n $_bench_dropdb ]]; then
+		"$BENCH_PSQL" -X -q "$AM_BENCH_CLUSTER_URL" -c "DROP DATABASE IF EXISTS $_bench_dropdb WITH (FORCE)" >/dev/null 2>&1
+	fi
 	if [[ -n $BENCH_PG_DIR ]]; then
 		am_pg_stop "$BENCH_PG_DIR" immediate >/dev/null 2>&1
 		rm -rf "$BENCH_PG_DIR"
@@ -127,11 +131,14 @@ bench_build() {
 	esac
 	[[ -z $sanitize ]] ||
 		bench_loud "$BENCH_BUILD is built with sanitizers ($sanitize); figures will be pessimistic"
-	bench_log "build $BENCH_BUILD"
-	cmake --build "$BENCH_BUILD" -j"$(nproc)" >"$BENCH_TMP/build.log" 2>&1 || {
-		tail -n 40 "$BENCH_TMP/build.log" >&2
-		am_die "build failed"
-	}
+	# bench/run builds once for all the benchmarks.
+	if [[ ${AM_BENCH_BUILT:-0} != 1 ]]; then
+		bench_log "build $BENCH_BUILD"
+		cmake --build "$BENCH_BUILD" -j"$(nproc)" >"$BENCH_TMP/build.log" 2>&1 || {
+			tail -n 40 "$BENCH_TMP/build.log" >&2
+			am_die "build failed"
+		}
+	fi
 	local b
 	for b in athena-collector athena-metrics-load "$@"; do
 		[[ -x $BENCH_BIN/$b ]] || am_die "$BENCH_BIN/$b missing after the build"
@@ -145,8 +152,10 @@ bench_psql() {
 	"$BENCH_PSQL" -X -q -At -v ON_ERROR_STOP=1 "$BENCH_DB_URL" "$@" -c "$sql"
 }
 
-# bench_pg_start: use DATABASE_URL when it is set, else start a throwaway
-# cluster on a free port; sets BENCH_DB_URL. With DATABASE_URL given, the
+# bench_pg_start: use DATABASE_URL when it is set, else a throwaway database
+# in AM_BENCH_CLUSTER_URL's cluster when that is set (bench/run starts one
+# cluster for all the benchmarks), else start a throwaway cluster on a free
+# port; sets BENCH_DB_URL. With DATABASE_URL given, the
 # benchmarks add synthetic rows to llm_performance_metric and bench/ingest
 # truncates it, so a table holding rows is refused unless
 # AM_BENCH_TRUNCATE_OK=1.
@@ -161,6 +170,15 @@ bench_pg_start() {
 		if [[ $rows != 0 && ${AM_BENCH_TRUNCATE_OK:-0} != 1 ]]; then
 			am_die "llm_performance_metric in DATABASE_URL holds rows; the benchmarks write synthetic rows there and bench/ingest truncates it; set AM_BENCH_TRUNCATE_OK=1 if that is fine"
 		fi
+		return 0
+	fi
+	if [[ -n ${AM_BENCH_CLUSTER_URL:-} ]]; then
+		# bench/run's cluster: a database of our own in it, dropped at exit.
+		local db=am_bench_${BENCH_NAME}_$$
+		"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 "$AM_BENCH_CLUSTER_URL" -c "CREATE DATABASE $db" >&2
+		_bench_dropdb=$db
+		BENCH_DB_URL=${AM_BENCH_CLUSTER_URL%/*}/$db
+		bench_log "throwaway database $db in bench/run's cluster"
 		return 0
 	fi
 	# Its own directory under TMPDIR: as root, am_pg_start hands it to the
@@ -586,4 +604,156 @@ bench_plot() {
 		return 0
 	}
 	bench_log "plot: $out"
+}
+
+# bench_fill_args FIRST LAST PREFIX: set BENCH_FILL_ARGS to the psql
+# arguments that add rows FIRST..LAST made by bench/fill.sql to
+# llm_performance_metric (source_id PREFIX || source), to be put in order
+# among other -c/-f arguments (psql runs them in turn).
+bench_fill_args() {
+	BENCH_FILL_ARGS=(-c "\\set first $1" -c "\\set last $2" -c "\\set source_prefix $3"
+		-f "$BENCH_ROOT/bench/fill.sql")
+}
+
+# bench_fill FIRST LAST PREFIX: add those rows (bench_fill_args).
+bench_fill() {
+	bench_fill_args "$@"
+	"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 "$BENCH_DB_URL" "${BENCH_FILL_ARGS[@]}" >&2
+}
+
+# pgbench's session as the admin-api's pool connections are set up (pool.c),
+# so that both build the same JSON (timestamps in UTC).
+BENCH_PG_OPTIONS="-c TimeZone=UTC -c statement_timeout=30000"
+BENCH_PGBENCH=$AM_PG_BIN/pgbench
+[[ -x $BENCH_PGBENCH ]] || BENCH_PGBENCH=pgbench
+bench_need_pgbench() {
+	am_have "$BENCH_PGBENCH" || am_die "pgbench not found (apt-get install postgresql-15)"
+}
+
+# bench_endpoint_sql_init: compile a small program made of the list_sql,
+# FIGURES_* and summary_fmt definitions of admin-api/metrics.c that prints
+# them (the summary's as summary() formats it without group_by), so that
+# the references run the endpoints' own SQL. Sets BENCH_SQL_PROG.
+bench_endpoint_sql_init() {
+	BENCH_SQL_PROG=$BENCH_TMP/endpoint-sql
+	{
+		printf '#include "metrics_filter.h"\n#include <stdio.h>\n#include <string.h>\n'
+		awk '/^static const char list_sql\[\] =/, /;$/' "$BENCH_ROOT/admin-api/metrics.c"
+		awk '/^#define FIGURES_(SQL|JSON)/ { on = 1 } on { print } on && !/\\$/ { on = 0 }' \
+			"$BENCH_ROOT/admin-api/metrics.c"
+		awk '/^static const char summary_fmt\[\] =/, /;$/' "$BENCH_ROOT/admin-api/metrics.c"
+		cat <<'EOF2'
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "summary"))
+        printf(summary_fmt, "NULL::text", "");
+    else
+        fputs(list_sql, stdout);
+    putchar('\n');
+    return 0;
+}
+EOF2
+	} >"$BENCH_SQL_PROG.c"
+	cc -std=c11 -I "$BENCH_ROOT/admin-api" -I "$BENCH_ROOT/common" -o "$BENCH_SQL_PROG" \
+		"$BENCH_SQL_PROG.c" 2>"$BENCH_SQL_PROG.log" || {
+		cat "$BENCH_SQL_PROG.log" >&2
+		am_die "cannot take list_sql and summary_fmt out of admin-api/metrics.c; bench/lib.sh needs updating"
+	}
+}
+
+# bench_bind_sql SQL VALUE...: SQL with $1, $2, ... replaced by the VALUEs
+# (SQL literals or NULL), the highest first so that $1 does not eat $12.
+bench_bind_sql() {
+	local sql=$1 i
+	shift
+	for ((i = $#; i >= 1; i--)); do
+		sql=${sql//\$$i/${!i}}
+	done
+	[[ $sql != *'$'[0-9]* ]] || am_die "unbound parameter left in: $sql"
+	printf '%s\n' "$sql"
+}
+
+# bench_list_sql FILE LIMIT: the list as the endpoint runs it for
+# ?limit=LIMIT (filters $1..$10 NULL, $11 the limit, $12 (before_id) NULL).
+bench_list_sql() {
+	bench_bind_sql "$("$BENCH_SQL_PROG" list)" NULL NULL NULL NULL NULL NULL NULL NULL NULL NULL "$2" NULL |
+		sed 's/$/;/' >"$1"
+}
+
+# bench_summary_sql FILE: the exact-path summary (summary_fmt) as the
+# endpoint runs it now without parameters: since = until - 24 h, until = now
+# (as text, like the admin-api's), the other filters and group_by NULL.
+bench_summary_sql() {
+	local until since
+	until=$(bench_psql "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	since=$(bench_psql "SELECT to_char((now() - interval '24 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	bench_bind_sql "$("$BENCH_SQL_PROG" summary)" "'$since'" "'$until'" NULL NULL NULL NULL NULL NULL NULL NULL NULL |
+		sed 's/$/;/' >"$1"
+}
+
+# bench_pgbench LABEL SECONDS SQLFILE: pgbench -c1 -M extended (the protocol
+# of PQexecParams) on SQLFILE for SECONDS in the admin-api's session
+# settings; sets P_N and P_P50_US (the median of the per-transaction times
+# of its --log). Dies when a transaction fails.
+_bench_npgbench=0
+# shellcheck disable=SC2034 # P_* are for the caller
+bench_pgbench() {
+	local label=$1 secs=$2 file=$3 prefix status=0 lat
+	_bench_npgbench=$((_bench_npgbench + 1))
+	prefix=$BENCH_TMP/pgbench.$_bench_npgbench.$label
+	bench_bg "$prefix.out" env PGOPTIONS="$BENCH_PG_OPTIONS" "$BENCH_PGBENCH" -n -M extended -c 1 -j 1 \
+		-T "$secs" -f "$file" --log --log-prefix="$prefix.log" "$BENCH_DB_URL"
+	wait "$BENCH_BG_PID" || status=$?
+	if ((status != 0)) || ! grep -q '^number of failed transactions: 0 ' "$prefix.out"; then
+		cat "$prefix.out" >&2
+		am_die "pgbench failed on $file (exit $status)"
+	fi
+	mapfile -t lat < <(cat "$prefix".log.* | awk '{ print $3 }')
+	P_N=${#lat[@]}
+	((P_N > 0)) || am_die "pgbench logged no transaction ($prefix.log.*)"
+	P_P50_US=$(bench_median "${lat[@]}")
+}
+
+# bench_admin_start [ENV=VALUE...]: start the admin-api on a free port
+# against BENCH_DB_URL (retention off, and the ENV given) and wait until it
+# is ready. Sets ADMIN_PID, ADMIN_URL and ADMIN_LOG.
+# shellcheck disable=SC2120 # the arguments are optional
+bench_admin_start() {
+	bench_port
+	ADMIN_URL=http://127.0.0.1:$BENCH_PORT
+	ADMIN_LOG=$BENCH_TMP/admin-api.log
+	bench_bg "$ADMIN_LOG" env DATABASE_URL="$BENCH_DB_URL" LISTEN_ADDR="127.0.0.1:$BENCH_PORT" \
+		ADMIN_RETENTION_DAYS=0 LOG_LEVEL=warn "$@" "$BENCH_BIN/athena-admin-api"
+	ADMIN_PID=$BENCH_BG_PID
+	bench_wait_http "$ADMIN_URL/ready" "$ADMIN_PID" "$ADMIN_LOG"
+	bench_log "admin-api pid $ADMIN_PID on $ADMIN_URL"
+}
+
+# bench_admin_alive: die, with its exit status and the end of its log, when
+# the admin-api is gone.
+bench_admin_alive() {
+	kill -0 "$ADMIN_PID" 2>/dev/null && return 0
+	local status=0
+	wait "$ADMIN_PID" || status=$?
+	tail -n 20 "$ADMIN_LOG" >&2
+	((status <= 128)) || status="$status (signal $((status - 128)))"
+	am_die "the admin-api died (exit status $status)"
+}
+
+# bench_rollups_settle [TIMEOUT_S]: with a schema that has hourly rollups
+# (llm_metric_rollup_dirty lists the hours to redo), wait until the
+# admin-api's refresher has worked through the hours marked dirty (all but
+# the current one), as it would have long before on a live system; at most
+# TIMEOUT_S (default 300).
+# shellcheck disable=SC2120 # the argument is optional
+bench_rollups_settle() {
+	[[ $(bench_psql "SELECT to_regclass('llm_metric_rollup_dirty') IS NOT NULL") == t ]] || return 0
+	local t0=$SECONDS deadline=$((SECONDS + ${1:-300})) dirty
+	while true; do
+		dirty=$(bench_psql "SELECT count(*) FROM llm_metric_rollup_dirty")
+		((dirty > 1 && SECONDS < deadline)) || break
+		bench_admin_alive
+		sleep 1
+	done
+	bench_log "hourly rollups: $dirty hour(s) still marked dirty after $((SECONDS - t0)) s"
 }
