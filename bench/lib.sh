@@ -273,6 +273,23 @@ bench_hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 # bench_collector_metrics: print the collector's /metrics text.
 bench_collector_metrics() { curl -fsS --max-time 5 "$COLLECTOR_HTTP/metrics"; }
 
+# bench_collector_dropped [LABEL]: bench_loud for every metric the collector
+# dropped (each reason) or counted missing (gaps); sets BENCH_DROPPED (the
+# drops, all reasons) and BENCH_GAPS.
+# shellcheck disable=SC2120 # the argument is optional
+bench_collector_dropped() {
+	local m reason d
+	m=$(bench_collector_metrics)
+	BENCH_DROPPED=0
+	for reason in invalid queue_full rejected shutdown; do
+		d=$(bench_fmt '%.0f' "$(bench_metric "athena_collector_metrics_dropped_total{reason=\"$reason\"}" <<<"$m")")
+		BENCH_DROPPED=$((BENCH_DROPPED + d))
+		((d == 0)) || bench_loud "${1:+$1: }the collector dropped $d metrics (reason=$reason)"
+	done
+	BENCH_GAPS=$(bench_fmt '%.0f' "$(bench_metric athena_collector_metrics_gap_total <<<"$m")")
+	((BENCH_GAPS == 0)) || bench_loud "${1:+$1: }the collector counted $BENCH_GAPS metrics missing (gaps in sequence)"
+}
+
 # bench_metric SERIES < METRICS_TEXT: print the value of one sample, e.g.
 # 'athena_collector_metrics_dropped_total{reason="invalid"}'; 0 if absent.
 bench_metric() {
@@ -294,6 +311,16 @@ bench_max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
 # bench_fmt FORMAT NUMBER: printf through awk (floats, whatever the locale).
 bench_fmt() { awk -v f="$1" -v n="$2" 'BEGIN { printf f, n }'; }
+
+# bench_us_to_ms US: microseconds as milliseconds, 2 decimals.
+bench_us_to_ms() { bench_fmt '%.2f' "$(awk -v u="$1" 'BEGIN { print u / 1000 }')"; }
+
+# bench_spread N... / bench_spread_ms US...: "min..max" (in ms for the second).
+bench_spread() { printf '%s..%s' "$(bench_min "$@")" "$(bench_max "$@")"; }
+bench_spread_ms() { printf '%s..%s' "$(bench_us_to_ms "$(bench_min "$@")")" "$(bench_us_to_ms "$(bench_max "$@")")"; }
+
+# bench_ratio A B: A / B, 2 decimals (0 when B is 0).
+bench_ratio() { bench_fmt '%.2f' "$(awk -v a="$1" -v b="$2" 'BEGIN { print b ? a / b : 0 }')"; }
 
 # bench_cmp A OP B: succeed when the numeric comparison holds (floats).
 bench_cmp() {
