@@ -599,7 +599,7 @@ bench_plot() {
 	gp=$BENCH_TMP/$(basename "$out").gp
 	for t in "$@"; do
 		i=$((i + 1))
-		plots+=("'$data' using 1:$((3 * i - 1)):$((3 * i)):$((3 * i + 1)) with yerrorlines lw 2 pt 7 title '${t//\'/\'\'}'")
+		plots+=("'$data' using 1:$((3 * i - 1)):$((3 * i)):$((3 * i + 1)) with yerrorlines lw 2 pt 7 title '${t//\'/\'\'}' noenhanced")
 	done
 	{
 		case $out in
@@ -607,7 +607,8 @@ bench_plot() {
 		*) printf 'set terminal svg size 760,460 enhanced font "sans,12" background "white"\n' ;;
 		esac
 		printf "set output '%s'\n" "$out"
-		printf "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\n" \
+		# Enhanced text for the 10^k tics only: names keep their underscores.
+		printf "set title '%s' noenhanced\nset xlabel '%s' noenhanced\nset ylabel '%s' noenhanced\n" \
 			"${title//\'/\'\'}" "${xlabel//\'/\'\'}" "${ylabel//\'/\'\'}"
 		printf 'set datafile missing "-"\nset grid\nset key outside bottom center horizontal\nset yrange [0:*]\nset offsets graph 0.05, graph 0.05, 0, 0\n'
 		case $scales in
