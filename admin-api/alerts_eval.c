@@ -36,9 +36,9 @@ struct aa_alerts {
     CURL *curl;
     char *value_sql;    /* aa_metrics_figures_sql reduced to (n, value) for one rule */
     long long stale_ms; /* a claim older than this was left by a replica that stopped */
-    _Atomic uint64_t runs, failures, rules_evaluated, fired, resolved;
+    _Atomic uint64_t rules_evaluated, fired, resolved;
     _Atomic uint64_t attempts, delivered, delivery_failures, retries, pruned;
-    _Atomic int64_t firing, last_success_unix;
+    _Atomic int64_t firing;
 };
 
 /* Rules in the order of their columns in rules_sql. */
@@ -289,17 +289,13 @@ static int deliver_pending(aa_alerts *a, aa_periodic *job, PGconn *conn)
     }
 }
 
-static void alerts_run(void *arg, aa_periodic *job, PGconn *conn)
+static int alerts_run(void *arg, aa_periodic *job, PGconn *conn)
 {
     aa_alerts *a = arg;
-    atomic_fetch_add(&a->runs, 1);
     int rc = evaluate_all(a, job, conn);
     if (deliver_pending(a, job, conn) != AM_OK)
         rc = AM_EDB;
-    if (rc == AM_OK)
-        atomic_store(&a->last_success_unix, am_clock_now_us() / 1000000);
-    else
-        atomic_fetch_add(&a->failures, 1);
+    return rc;
 }
 
 int aa_alerts_start(aa_alerts **out, const struct aa_alerts_config *cfg)
@@ -339,10 +335,11 @@ void aa_alerts_write_prom(aa_alerts *a, struct am_buf *b)
 {
     if (!a)
         return;
-    am_prom_counter(b, "athena_admin_alert_runs_total", "Alert evaluator runs started.",
-                    atomic_load(&a->runs));
+    struct aa_periodic_stats st;
+    aa_periodic_stats(a->job, &st);
+    am_prom_counter(b, "athena_admin_alert_runs_total", "Alert evaluator runs started.", st.runs);
     am_prom_counter(b, "athena_admin_alert_run_failures_total",
-                    "Alert evaluator runs that met a database error.", atomic_load(&a->failures));
+                    "Alert evaluator runs that met a database error.", st.failures);
     am_prom_counter(b, "athena_admin_alert_rules_evaluated_total",
                     "Alert rules evaluated, summed over runs.", atomic_load(&a->rules_evaluated));
     am_prom_gauge(b, "athena_admin_alert_rules_firing", "Alert rules firing after the last run.",
@@ -366,7 +363,7 @@ void aa_alerts_write_prom(aa_alerts *a, struct am_buf *b)
                     "Alert events deleted past ADMIN_ALERT_HISTORY_MAX.", atomic_load(&a->pruned));
     am_prom_gauge(b, "athena_admin_alert_last_success_timestamp_seconds",
                   "When an alert evaluator run last finished without error.",
-                  (double)atomic_load(&a->last_success_unix));
+                  (double)st.last_success_unix);
 }
 
 void aa_alerts_stop(aa_alerts *a)

@@ -5,6 +5,7 @@
 #include "am_log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -17,7 +18,16 @@ struct aa_periodic {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     bool stopping;
+    _Atomic uint64_t runs, failures;
+    _Atomic int64_t last_success_unix;
 };
+
+void aa_periodic_stats(aa_periodic *job, struct aa_periodic_stats *out)
+{
+    out->runs = atomic_load(&job->runs);
+    out->failures = atomic_load(&job->failures);
+    out->last_success_unix = atomic_load(&job->last_success_unix);
+}
 
 bool aa_periodic_stopping(aa_periodic *job)
 {
@@ -62,8 +72,13 @@ static void *job_main(void *arg)
             PQfinish(conn);
             conn = connect_job(job);
         }
-        if (conn)
-            job->fn(job->arg, job, conn);
+        if (conn) {
+            atomic_fetch_add(&job->runs, 1);
+            if (job->fn(job->arg, job, conn) == AM_OK)
+                atomic_store(&job->last_success_unix, am_clock_now_us() / 1000000);
+            else
+                atomic_fetch_add(&job->failures, 1);
+        }
         struct timespec ts;
         am_clock_mono_deadline(&ts, (int64_t)job->interval_s * 1000);
         pthread_mutex_lock(&job->mu);

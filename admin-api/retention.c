@@ -5,7 +5,6 @@
  * an advisory lock.
  */
 #include "retention.h"
-#include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
 #include "am_prom.h"
@@ -25,9 +24,6 @@ struct aa_retention {
     struct aa_retention_config cfg;
     aa_periodic *job;
     _Atomic uint64_t deleted;
-    _Atomic uint64_t runs;
-    _Atomic uint64_t failures;
-    _Atomic int64_t last_success_unix;
 };
 
 static const char delete_sql[] = "DELETE FROM llm_performance_metric WHERE id IN ("
@@ -83,14 +79,9 @@ static int run_once(aa_retention *r, aa_periodic *job, PGconn *conn)
     return rc;
 }
 
-static void retention_run(void *arg, aa_periodic *job, PGconn *conn)
+static int retention_run(void *arg, aa_periodic *job, PGconn *conn)
 {
-    aa_retention *r = arg;
-    atomic_fetch_add(&r->runs, 1);
-    if (run_once(r, job, conn) == AM_OK)
-        atomic_store(&r->last_success_unix, am_clock_now_us() / 1000000);
-    else
-        atomic_fetch_add(&r->failures, 1);
+    return run_once(arg, job, conn);
 }
 
 int aa_retention_start(aa_retention **out, const struct aa_retention_config *cfg)
@@ -116,16 +107,16 @@ void aa_retention_write_prom(aa_retention *r, struct am_buf *b)
 {
     if (!r)
         return;
+    struct aa_periodic_stats st;
+    aa_periodic_stats(r->job, &st);
     am_prom_counter(b, "athena_admin_retention_deleted_total",
                     "Metrics deleted for being older than the retention.",
                     atomic_load(&r->deleted));
-    am_prom_counter(b, "athena_admin_retention_runs_total", "Retention runs started.",
-                    atomic_load(&r->runs));
+    am_prom_counter(b, "athena_admin_retention_runs_total", "Retention runs started.", st.runs);
     am_prom_counter(b, "athena_admin_retention_failures_total", "Retention runs that failed.",
-                    atomic_load(&r->failures));
+                    st.failures);
     am_prom_gauge(b, "athena_admin_retention_last_success_timestamp_seconds",
-                  "When a retention run last finished.",
-                  (double)atomic_load(&r->last_success_unix));
+                  "When a retention run last finished.", (double)st.last_success_unix);
 }
 
 void aa_retention_stop(aa_retention *r)

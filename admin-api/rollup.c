@@ -27,7 +27,7 @@
 struct aa_rollup {
     struct aa_rollup_config cfg;
     aa_periodic *job;
-    _Atomic uint64_t hours, failures;
+    _Atomic uint64_t hours;
     _Atomic int64_t pending;
 };
 
@@ -97,19 +97,19 @@ static void count_pending(aa_rollup *r, PGconn *conn)
     PQclear(res);
 }
 
-static void rollup_run(void *arg, aa_periodic *job, PGconn *conn)
+static int rollup_run(void *arg, aa_periodic *job, PGconn *conn)
 {
     aa_rollup *r = arg;
     bool done = false;
+    int rc = AM_OK;
     while (!done && !aa_periodic_stopping(job)) {
-        if (refresh_one(conn, &done) != AM_OK) {
-            atomic_fetch_add(&r->failures, 1);
+        if ((rc = refresh_one(conn, &done)) != AM_OK)
             break;
-        }
         if (!done)
             atomic_fetch_add(&r->hours, 1);
     }
     count_pending(r, conn);
+    return rc;
 }
 
 int aa_rollup_start(aa_rollup **out, const struct aa_rollup_config *cfg)
@@ -135,10 +135,12 @@ void aa_rollup_write_prom(aa_rollup *r, struct am_buf *b)
 {
     if (!r)
         return;
+    struct aa_periodic_stats st;
+    aa_periodic_stats(r->job, &st);
     am_prom_counter(b, "athena_admin_rollup_refreshes_total", "Hours recomputed into the rollups.",
                     atomic_load(&r->hours));
     am_prom_counter(b, "athena_admin_rollup_failures_total", "Rollup refreshes that failed.",
-                    atomic_load(&r->failures));
+                    st.failures);
     am_prom_gauge(b, "athena_admin_rollup_backlog",
                   "Finished hours waiting for their rollup (read raw meanwhile).",
                   (double)atomic_load(&r->pending));
