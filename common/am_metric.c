@@ -5,16 +5,16 @@
 #include <math.h>
 #include <string.h>
 
-bool am_utf8_valid(const char *s, size_t max)
+bool am_utf8_valid_len(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = 0;
-    while (p[n]) {
-        if (n >= max)
-            return false;
+    while (n < len) {
         unsigned char c = p[n];
         size_t extra;
         uint32_t cp;
+        if (c == 0)
+            return false;
         if (c < 0x80) {
             n++;
             continue;
@@ -30,6 +30,8 @@ bool am_utf8_valid(const char *s, size_t max)
         } else {
             return false;
         }
+        if (extra >= len - n)
+            return false; /* cut short */
         for (size_t i = 1; i <= extra; i++) {
             if ((p[n + i] & 0xC0) != 0x80)
                 return false;
@@ -41,7 +43,13 @@ bool am_utf8_valid(const char *s, size_t max)
             return false;
         n += extra + 1;
     }
-    return n <= max;
+    return true;
+}
+
+bool am_utf8_valid(const char *s, size_t max)
+{
+    size_t n = max == SIZE_MAX ? strlen(s) : strnlen(s, max + 1);
+    return n <= max && am_utf8_valid_len(s, n);
 }
 
 /* Timestamps must fall between 2000-01-01 and 2100-01-01. */

@@ -83,4 +83,7 @@ int am_frame_decode(const uint8_t *data, size_t len, Athena__Metrics__MetricBatc
 /* True when s is valid UTF-8 of at most max bytes. */
 bool am_utf8_valid(const char *s, size_t max);
 
+/* True when the len bytes at s are valid UTF-8 without a NUL character. */
+bool am_utf8_valid_len(const char *s, size_t len);
+
 #endif

@@ -4,15 +4,18 @@
 #include "am_clock.h"
 #include "am_error.h"
 #include "am_log.h"
+#include "am_metric.h"
 #include "am_ndjson.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #define MAX_LINE    (1 << 20) /* one NDJSON line */
 #define MAX_CONTENT (4 << 20) /* all generated text of one call */
@@ -123,74 +126,373 @@ static int append_content(struct am_ollama_result *res, const char *text, size_t
     return AM_OK;
 }
 
-static bool get_count(json_t *obj, const char *key, int64_t *out)
+/*
+ * One line of Ollama's answer is read with yajl's event parser, without
+ * building a tree: the few fields the call needs are picked out as the
+ * parser passes them, and generated text goes straight into res->content
+ * (taken back out if the line turns out to be bad). A line is about 300
+ * bytes; this costs a sixth of parsing it into a jansson tree, on every
+ * line of every call. A line is refused when it is not one JSON object, or
+ * when a field read here appears twice; other fields are only skipped.
+ */
+enum line_key {
+    K_OTHER,
+    K_ERROR,
+    K_MODEL,
+    K_MESSAGE,
+    K_RESPONSE,
+    K_DONE,
+    K_DONE_REASON,
+    K_EVAL_COUNT,
+    K_EVAL_DURATION,
+    K_PROMPT_EVAL_COUNT,
+    K_PROMPT_EVAL_DURATION,
+    K_TOTAL_DURATION,
+    K_LOAD_DURATION,
+    K_CONTENT, /* message.content */
+    K_NKEYS
+};
+
+/* Top-level keys first, in enum order; "content" only inside "message". */
+static const char *const line_keys[K_NKEYS] = {
+    [K_ERROR] = "error",
+    [K_MODEL] = "model",
+    [K_MESSAGE] = "message",
+    [K_RESPONSE] = "response",
+    [K_DONE] = "done",
+    [K_DONE_REASON] = "done_reason",
+    [K_EVAL_COUNT] = "eval_count",
+    [K_EVAL_DURATION] = "eval_duration",
+    [K_PROMPT_EVAL_COUNT] = "prompt_eval_count",
+    [K_PROMPT_EVAL_DURATION] = "prompt_eval_duration",
+    [K_TOTAL_DURATION] = "total_duration",
+    [K_LOAD_DURATION] = "load_duration",
+    [K_CONTENT] = "content",
+};
+
+enum text_from { TEXT_NONE, TEXT_RESPONSE, TEXT_MESSAGE };
+
+struct line_scan {
+    struct am_ollama_result *res;
+    size_t before;     /* res->content_len when the line began */
+    int depth;         /* containers open; 1: inside the line's object */
+    int message_depth; /* depth of the "message" object while inside it, else 0 */
+    enum line_key key; /* the key whose value comes next */
+    uint32_t seen;     /* known keys met, by bit: a second one is refused */
+    const char *bad;   /* why the line is refused, when the parser itself is not */
+    bool error;        /* the line has an "error" member */
+    char error_msg[256];
+    bool error_is_text;
+    enum text_from text_from;
+    bool text_bad;     /* the text that counts is not a string */
+    bool response_bad; /* "response" is not a string (counts only without message.content) */
+    int append_rc;     /* the text did not fit */
+    bool done;
+    char model[128], done_reason[32];
+    bool has_model, has_done_reason;
+    int64_t counts[K_LOAD_DURATION + 1];
+    uint32_t counted; /* counts read as non-negative integers, by bit */
+    yajl_handle parser;
+    size_t end; /* where the line's object ended */
+};
+
+static void scan_copy(char *dst, size_t cap, const unsigned char *s, size_t len)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return false;
-    *out = json_integer_value(v);
-    return true;
+    size_t n = len < cap - 1 ? len : cap - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+/* A value begins at the current depth: which key it belongs to, if one the line needs. */
+static enum line_key scan_value_key(struct line_scan *sc)
+{
+    enum line_key k = sc->key;
+    sc->key = K_OTHER;
+    if (sc->message_depth ? sc->depth != sc->message_depth : sc->depth != 1)
+        return K_OTHER;
+    return k;
+}
+
+static int scan_text(struct line_scan *sc, enum text_from from, const unsigned char *s, size_t len)
+{
+    struct am_ollama_result *res = sc->res;
+    if (from == TEXT_RESPONSE && sc->text_from == TEXT_MESSAGE)
+        return 1; /* message.content wins */
+    /* From message.content over a "response" met earlier: that text goes. */
+    res->content_len = sc->before;
+    if (res->content)
+        res->content[res->content_len] = '\0';
+    sc->text_from = from;
+    if (!sc->append_rc)
+        sc->append_rc = append_content(res, (const char *)s, len);
+    return 1;
+}
+
+/* A value that is not a string, an integer or a boolean (null, a real, a container). */
+static void scan_other_value(struct line_scan *sc, enum line_key k)
+{
+    if (k == K_ERROR)
+        sc->error = true;
+    else if (k == K_CONTENT)
+        sc->text_bad = true, sc->text_from = TEXT_MESSAGE;
+    else if (k == K_RESPONSE)
+        sc->response_bad = true;
+}
+
+static int scan_null(void *ctx)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == 0)
+        return sc->bad = "not an object", 0;
+    scan_other_value(sc, scan_value_key(sc));
+    return 1;
+}
+
+static int scan_boolean(void *ctx, int v)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == 0)
+        return sc->bad = "not an object", 0;
+    enum line_key k = scan_value_key(sc);
+    if (k == K_DONE)
+        sc->done = v;
+    else
+        scan_other_value(sc, k);
+    return 1;
+}
+
+static int scan_integer(void *ctx, long long v)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == 0)
+        return sc->bad = "not an object", 0;
+    enum line_key k = scan_value_key(sc);
+    if (k >= K_EVAL_COUNT && k <= K_LOAD_DURATION && v >= 0) {
+        sc->counts[k] = v;
+        sc->counted |= 1u << k;
+    } else {
+        scan_other_value(sc, k);
+    }
+    return 1;
+}
+
+static int scan_double(void *ctx, double v)
+{
+    return scan_null(ctx);
+}
+
+static int scan_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == 0)
+        return sc->bad = "not an object", 0;
+    enum line_key k = scan_value_key(sc);
+    /* yajl lets lone surrogate escapes through as bytes that are not UTF-8. */
+    if (k != K_OTHER && !am_utf8_valid_len((const char *)s, len))
+        return sc->bad = "a string that is not UTF-8 text", 0;
+    switch (k) {
+    case K_ERROR:
+        sc->error = sc->error_is_text = true;
+        scan_copy(sc->error_msg, sizeof sc->error_msg, s, len);
+        return 1;
+    case K_MODEL:
+        sc->has_model = true;
+        scan_copy(sc->model, sizeof sc->model, s, len);
+        return 1;
+    case K_DONE_REASON:
+        sc->has_done_reason = true;
+        scan_copy(sc->done_reason, sizeof sc->done_reason, s, len);
+        return 1;
+    case K_CONTENT:
+        return scan_text(sc, TEXT_MESSAGE, s, len);
+    case K_RESPONSE:
+        return scan_text(sc, TEXT_RESPONSE, s, len);
+    default:
+        return 1;
+    }
+}
+
+static int scan_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+    struct line_scan *sc = ctx;
+    sc->key = K_OTHER;
+    int first, last;
+    if (sc->message_depth && sc->depth == sc->message_depth)
+        first = last = K_CONTENT;
+    else if (!sc->message_depth && sc->depth == 1)
+        first = K_ERROR, last = K_LOAD_DURATION;
+    else
+        return 1;
+    for (int k = first; k <= last; k++) {
+        if (strlen(line_keys[k]) == len && !memcmp(line_keys[k], key, len)) {
+            if (sc->seen & (1u << k))
+                return sc->bad = "duplicate object key", 0;
+            sc->seen |= 1u << k;
+            sc->key = (enum line_key)k;
+            break;
+        }
+    }
+    return 1;
+}
+
+static int scan_start_map(void *ctx)
+{
+    struct line_scan *sc = ctx;
+    enum line_key k = sc->depth == 0 ? K_OTHER : scan_value_key(sc);
+    sc->depth++;
+    if (k == K_MESSAGE)
+        sc->message_depth = sc->depth;
+    else if (sc->depth > 1)
+        scan_other_value(sc, k);
+    return 1;
+}
+
+static int scan_end_map(void *ctx)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == sc->message_depth)
+        sc->message_depth = 0;
+    if (--sc->depth == 0)
+        sc->end = yajl_get_bytes_consumed(sc->parser);
+    return 1;
+}
+
+static int scan_start_array(void *ctx)
+{
+    struct line_scan *sc = ctx;
+    if (sc->depth == 0)
+        return sc->bad = "not an object", 0;
+    scan_other_value(sc, scan_value_key(sc));
+    sc->depth++;
+    return 1;
+}
+
+static int scan_end_array(void *ctx)
+{
+    struct line_scan *sc = ctx;
+    sc->depth--;
+    return 1;
+}
+
+static const yajl_callbacks scan_callbacks = {
+    .yajl_null = scan_null,
+    .yajl_boolean = scan_boolean,
+    .yajl_integer = scan_integer,
+    .yajl_double = scan_double,
+    .yajl_string = scan_string,
+    .yajl_start_map = scan_start_map,
+    .yajl_map_key = scan_map_key,
+    .yajl_end_map = scan_end_map,
+    .yajl_start_array = scan_start_array,
+    .yajl_end_array = scan_end_array,
+};
+
+/* Runs the parser over the line; NULL when it is a well-formed object, else why not. */
+static const char *scan_line(struct line_scan *sc, const char *line, size_t len, char *why,
+                             size_t cap)
+{
+    yajl_handle h = yajl_alloc(&scan_callbacks, NULL, sc);
+    if (!h)
+        return "out of memory";
+    sc->parser = h;
+    yajl_status st = yajl_parse(h, (const unsigned char *)line, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    const char *bad = sc->bad;
+    if (st == yajl_status_error) {
+        unsigned char *e = yajl_get_error(h, 0, (const unsigned char *)line, len);
+        /* yajl's message ends in a newline. */
+        snprintf(why, cap, "%.*s", e ? (int)strcspn((const char *)e, "\n") : 0,
+                 e ? (const char *)e : "");
+        yajl_free_error(h, e);
+        bad = why[0] ? why : "malformed JSON";
+    } else if (st != yajl_status_ok && !bad) {
+        bad = "malformed JSON";
+    } else if (!bad && sc->depth != 0) {
+        bad = "incomplete JSON";
+    } else if (!bad) {
+        /* yajl lets an unfinished token after the object pass: only JSON's whitespace may follow.
+         */
+        for (size_t i = sc->end; i < len && !bad; i++)
+            if (!strchr(" \t\r\n", line[i]) || line[i] == '\0')
+                bad = "end of file expected";
+    }
+    yajl_free(h);
+    return bad;
 }
 
 int am_ollama_parse_line(struct am_ollama_result *res, const char *line, size_t len,
                          const char **delta, size_t *delta_len)
 {
-    json_error_t jerr;
-    int rc = AM_OK;
+    struct line_scan sc = {.res = res, .before = res->content_len};
+    char why[128];
     *delta = NULL;
     *delta_len = 0;
 
-    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(obj)) {
-        set_error(res, "bad_response", "not a JSON object: %s", obj ? "wrong type" : jerr.text);
-        json_decref(obj);
+    const char *bad = scan_line(&sc, line, len, why, sizeof why);
+    if (bad || sc.error || sc.text_bad || (sc.text_from == TEXT_NONE && sc.response_bad) ||
+        sc.append_rc) {
+        /* The line's text, if any went in, comes back out. */
+        res->content_len = sc.before;
+        if (res->content)
+            res->content[res->content_len] = '\0';
+    }
+    if (bad) {
+        set_error(res, "bad_response", "not a JSON object: %s", bad);
         return AM_EPROTO;
     }
-    json_t *err = json_object_get(obj, "error");
-    if (err) {
+    if (sc.error) {
         set_error(res, "backend_error", "%s",
-                  json_is_string(err) ? json_string_value(err) : "error without a message");
-        json_decref(obj);
+                  sc.error_is_text ? sc.error_msg : "error without a message");
         return AM_EPROTO;
     }
-    json_t *model = json_object_get(obj, "model");
-    if (json_is_string(model))
-        snprintf(res->model, sizeof res->model, "%s", json_string_value(model));
-
-    /* chat: message.content; generate: response */
-    json_t *text = json_object_get(json_object_get(obj, "message"), "content");
-    if (!text)
-        text = json_object_get(obj, "response");
-    if (text && !json_is_string(text)) {
+    if (sc.has_model)
+        memcpy(res->model, sc.model, sizeof res->model);
+    if (sc.text_bad || (sc.text_from == TEXT_NONE && sc.response_bad)) {
         set_error(res, "bad_response", "generated text is not a string");
-        rc = AM_EPROTO;
-        goto out;
+        return AM_EPROTO;
     }
-    if (text && json_string_length(text) > 0) {
-        size_t before = res->content_len;
-        if ((rc = append_content(res, json_string_value(text), json_string_length(text)))) {
-            set_error(res, "too_large", "the answer passed %d bytes", MAX_CONTENT);
-            goto out;
-        }
-        *delta = res->content + before;
-        *delta_len = json_string_length(text);
+    if (sc.append_rc) {
+        set_error(res, "too_large", "the answer passed %d bytes", MAX_CONTENT);
+        return sc.append_rc;
     }
-    if (json_is_true(json_object_get(obj, "done"))) {
+    if (res->content_len > sc.before) {
+        *delta = res->content + sc.before;
+        *delta_len = res->content_len - sc.before;
+    }
+    if (sc.done) {
         res->done = true;
-        json_t *reason = json_object_get(obj, "done_reason");
-        if (json_is_string(reason))
-            snprintf(res->done_reason, sizeof res->done_reason, "%s", json_string_value(reason));
-        bool counts = get_count(obj, "eval_count", &res->eval_count);
-        counts &= get_count(obj, "eval_duration", &res->eval_duration_ns);
-        get_count(obj, "prompt_eval_count", &res->prompt_eval_count);
-        get_count(obj, "prompt_eval_duration", &res->prompt_eval_duration_ns);
-        get_count(obj, "total_duration", &res->total_duration_ns);
-        get_count(obj, "load_duration", &res->load_duration_ns);
-        res->has_counts = counts;
+        if (sc.has_done_reason)
+            memcpy(res->done_reason, sc.done_reason, sizeof res->done_reason);
+        for (int k = K_EVAL_COUNT; k <= K_LOAD_DURATION; k++) {
+            if (!(sc.counted & (1u << k)))
+                continue;
+            int64_t v = sc.counts[k];
+            switch (k) {
+            case K_EVAL_COUNT:
+                res->eval_count = v;
+                break;
+            case K_EVAL_DURATION:
+                res->eval_duration_ns = v;
+                break;
+            case K_PROMPT_EVAL_COUNT:
+                res->prompt_eval_count = v;
+                break;
+            case K_PROMPT_EVAL_DURATION:
+                res->prompt_eval_duration_ns = v;
+                break;
+            case K_TOTAL_DURATION:
+                res->total_duration_ns = v;
+                break;
+            default:
+                res->load_duration_ns = v;
+                break;
+            }
+        }
+        uint32_t both = (1u << K_EVAL_COUNT) | (1u << K_EVAL_DURATION);
+        res->has_counts = (sc.counted & both) == both;
     }
-out:
-    json_decref(obj);
-    return rc;
+    return AM_OK;
 }
 
 /* One call in progress: what libcurl's callbacks fill, and what it must keep alive. */

@@ -9,7 +9,7 @@ AM_DEB_PACKAGES=(
 	build-essential cmake pkg-config
 	libnng-dev protobuf-c-compiler libprotobuf-c-dev
 	libpq-dev postgresql-15 postgresql-client-15
-	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libjemalloc-dev
+	libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyajl-dev zlib1g-dev libjemalloc-dev
 	libcmocka-dev clang-format clang libclang-rt-14-dev
 	curl procps iproute2 jq prometheus openssl
 	chromium libjs-chart.js nodejs npm

@@ -152,6 +152,93 @@ static void test_error_lines_and_malformed_lines_are_reported(void **state)
     am_ollama_result_free(&r);
 }
 
+static void test_message_content_wins_over_response_in_either_order(void **state)
+{
+    struct am_ollama_result r;
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"response\":\"gen\",\"message\":{\"content\":\"chat\"}}", 0, "chat");
+    parse(&r, "{\"message\":{\"content\":\"!\"},\"response\":\"gen\"}", 0, "!");
+    assert_string_equal(r.content, "chat!");
+    /* message.content that is not a string refuses the line, whatever "response" says */
+    parse(&r, "{\"response\":\"gen\",\"message\":{\"content\":null}}", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    assert_string_equal(r.content, "chat!");
+    am_ollama_result_free(&r);
+
+    /* a "message" that is not an object leaves the text to "response" */
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"message\":\"hi\",\"response\":\"gen\"} \t\r", 0, "gen");
+    am_ollama_result_free(&r);
+}
+
+static void test_escaped_text_is_decoded(void **state)
+{
+    struct am_ollama_result r;
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"message\":{\"content\":\"a\\n\\\"b\\\" \\u00e9 \\ud83d\\ude00\"}}", 0,
+          "a\n\"b\" \xc3\xa9 \xf0\x9f\x98\x80");
+    /* a lone surrogate, raw bytes that are not UTF-8: refused, as jansson refuses them */
+    parse(&r, "{\"message\":{\"content\":\"x\\ude00\"}}", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    memset(r.error_type, 0, sizeof r.error_type);
+    parse(&r, "{\"message\":{\"content\":\"x\xff\"}}", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    assert_int_equal(r.content_len, 13); /* the first line's text only */
+    am_ollama_result_free(&r);
+}
+
+static void test_a_refused_line_leaves_the_text_gathered_so_far(void **state)
+{
+    struct am_ollama_result r;
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"message\":{\"content\":\"Hel\"},\"done\":false}", 0, "Hel");
+    /* text first, then the line breaks off */
+    parse(&r, "{\"message\":{\"content\":\"lo\"},\"done\":", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    assert_int_equal(r.content_len, 3);
+    assert_string_equal(r.content, "Hel");
+    /* text, then something after the object */
+    parse(&r, "{\"message\":{\"content\":\"lo\"}} x", AM_EPROTO, NULL);
+    parse(&r, "{\"message\":{\"content\":\"lo\"}}\":f", AM_EPROTO, NULL);
+    assert_string_equal(r.content, "Hel");
+    /* text, then an error member */
+    parse(&r, "{\"message\":{\"content\":\"lo\"},\"error\":{\"code\":1}}", AM_EPROTO, NULL);
+    assert_string_equal(r.content, "Hel");
+    am_ollama_result_free(&r);
+}
+
+static void test_duplicate_fields_and_bad_counts_are_refused_or_ignored(void **state)
+{
+    struct am_ollama_result r;
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"response\":\"a\",\"response\":\"b\"}", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    assert_int_equal(r.content_len, 0);
+    am_ollama_result_free(&r);
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"message\":{\"content\":\"a\",\"content\":\"b\"}}", AM_EPROTO, NULL);
+    am_ollama_result_free(&r);
+
+    /* Counts count when they are non-negative integers, and eval_count and eval_duration both. */
+    memset(&r, 0, sizeof r);
+    parse(&r,
+          "{\"done\":true,\"eval_count\":-1,\"eval_duration\":5,\"prompt_eval_count\":1.5,"
+          "\"total_duration\":7,\"extra\":{\"eval_count\":9}}",
+          0, NULL);
+    assert_true(r.done);
+    assert_false(r.has_counts);
+    assert_int_equal(r.eval_count, 0);
+    assert_int_equal(r.eval_duration_ns, 5);
+    assert_int_equal(r.prompt_eval_count, 0);
+    assert_int_equal(r.total_duration_ns, 7);
+    /* counts on a line that is not the last are not taken */
+    memset(&r, 0, sizeof r);
+    parse(&r, "{\"done\":false,\"eval_count\":3,\"eval_duration\":5}", 0, NULL);
+    assert_false(r.done);
+    assert_int_equal(r.eval_count, 0);
+    am_ollama_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +248,10 @@ int main(void)
         cmocka_unit_test(test_chat_stream_lines_build_content_and_final_counts),
         cmocka_unit_test(test_generate_lines_use_the_response_field),
         cmocka_unit_test(test_error_lines_and_malformed_lines_are_reported),
+        cmocka_unit_test(test_message_content_wins_over_response_in_either_order),
+        cmocka_unit_test(test_escaped_text_is_decoded),
+        cmocka_unit_test(test_a_refused_line_leaves_the_text_gathered_so_far),
+        cmocka_unit_test(test_duplicate_fields_and_bad_counts_are_refused_or_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
