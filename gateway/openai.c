@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #define MAX_MESSAGES 1024
 
@@ -20,213 +21,620 @@ static int fail(char *err, char *param, size_t errlen, const char *field, const 
     return AM_EINVAL;
 }
 
-/* Message content, a string or an array of {"type": "text", "text": ...} parts, as one JSON string.
+/*
+ * The request is read with yajl's event parser, without building a tree:
+ * the fields Ollama gets are written into buffers as the parser passes
+ * them, everything else is skipped, and the checks then run in a fixed
+ * order (model, messages, stream, stream_options, n, temperature, top_p,
+ * max_tokens, seed, stop), so that a body with several faults is answered
+ * with the same one whatever the order of its fields.
  */
-static int write_content(struct am_buf *b, json_t *content, char *err, char *param, size_t errlen,
-                         size_t i)
+enum rq_kind { V_ABSENT, V_NULL, V_BOOL, V_INT, V_REAL, V_STRING, V_OBJECT, V_ARRAY };
+
+/* A top-level field's value as far as the checks need it. */
+struct rq_value {
+    enum rq_kind kind;
+    bool b;
+    long long i;
+    double d;
+};
+
+enum rq_field {
+    F_OTHER,
+    F_MODEL,
+    F_MESSAGES,
+    F_STREAM,
+    F_STREAM_OPTIONS,
+    F_N,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_MAX_TOKENS,
+    F_MAX_COMPLETION_TOKENS,
+    F_SEED,
+    F_STOP,
+    F_NFIELDS
+};
+
+static const char *const rq_fields[F_NFIELDS] = {
+    [F_MODEL] = "model",
+    [F_MESSAGES] = "messages",
+    [F_STREAM] = "stream",
+    [F_STREAM_OPTIONS] = "stream_options",
+    [F_N] = "n",
+    [F_TEMPERATURE] = "temperature",
+    [F_TOP_P] = "top_p",
+    [F_MAX_TOKENS] = "max_tokens",
+    [F_MAX_COMPLETION_TOKENS] = "max_completion_tokens",
+    [F_SEED] = "seed",
+    [F_STOP] = "stop",
+};
+
+/* What an open container is. */
+enum rq_ctx { C_TOP, C_MESSAGES, C_MESSAGE, C_PARTS, C_PART, C_STREAM_OPTIONS, C_STOP, C_SKIP };
+
+/* Keys that matter inside a message, a content part and stream_options. */
+enum rq_inner { I_OTHER, I_ROLE, I_CONTENT, I_TYPE, I_TEXT, I_INCLUDE_USAGE };
+
+#define RQ_MAX_DEPTH 8 /* deeper containers are only skipped */
+
+static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
+
+struct rq_scan {
+    yajl_handle parser;
+    const char *bad; /* a fault yajl does not see (duplicate field, text that is not UTF-8) */
+    size_t bad_at;   /* its byte offset */
+    size_t end;      /* where the body's value ended */
+    int depth;       /* containers open */
+    enum rq_ctx ctx[RQ_MAX_DEPTH + 1];
+    bool not_object;     /* the body is JSON but not an object */
+    enum rq_field field; /* the top-level field whose value comes next */
+    enum rq_inner inner; /* the inner key whose value comes next */
+    uint32_t seen;       /* top-level fields met, by bit */
+    struct rq_value v[F_NFIELDS];
+    /* "model" */
+    char model[256];
+    size_t model_len;
+    /* "messages": each one written out as it ends, until the first bad one. */
+    struct am_buf msgs;
+    size_t nmsgs;
+    long bad_msg;       /* index of the first bad message, -1: none */
+    bool bad_msg_role;  /* its role is bad (else its content) */
+    bool bad_msg_parts; /* its content is an array with a part that is not text */
+    /* the message being read */
+    unsigned msg_seen; /* role, content met (bits) */
+    int role;          /* index in roles, -1: none or unknown */
+    enum rq_kind content_kind;
+    bool content_bad;
+    struct am_buf content; /* escaped text, without the quotes */
+    /* the content part being read */
+    unsigned part_seen;
+    bool part_type_text, part_text, part_bad;
+    /* stream_options.include_usage */
+    enum rq_kind include_usage_kind;
+    bool include_usage;
+    /* "stop": the strings, escaped and comma-separated */
+    struct am_buf stop;
+    size_t nstop;
+    bool stop_bad;
+    int alloc_rc; /* a buffer was full or out of memory */
+};
+
+static enum rq_ctx rq_top(const struct rq_scan *sc)
 {
-    char field[64];
-    snprintf(field, sizeof field, "messages[%zu].content", i);
-    if (json_is_string(content))
-        return am_buf_json_string(b, json_string_value(content), json_string_length(content));
-    if (json_is_null(content) || !content)
-        return am_buf_lit(b, "\"\"");
-    if (!json_is_array(content))
-        return fail(err, param, errlen, field, "%s must be a string or an array of text parts",
-                    field);
-    size_t k;
-    json_t *part;
-    json_array_foreach(content, k, part)
-    {
-        json_t *type = json_object_get(part, "type");
-        if (!json_is_string(json_object_get(part, "text")) || !json_is_string(type) ||
-            strcmp(json_string_value(type), "text") != 0)
-            return fail(err, param, errlen, field, "%s: only text parts are supported", field);
+    return sc->depth > RQ_MAX_DEPTH ? C_SKIP : sc->ctx[sc->depth];
+}
+
+static void rq_refuse(struct rq_scan *sc, const char *why)
+{
+    if (!sc->bad) {
+        sc->bad = why;
+        sc->bad_at = yajl_get_bytes_consumed(sc->parser);
     }
-    /* The parts' escaped texts, one after the other, are the escaped joined text. */
-    int rc = am_buf_lit(b, "\"");
-    json_array_foreach(content, k, part)
-    {
-        json_t *text = json_object_get(part, "text");
-        size_t at = b->len;
-        if (!rc &&
-            !(rc = am_buf_json_string(b, json_string_value(text), json_string_length(text)))) {
-            /* drop the quotes am_buf_json_string put around this part */
-            memmove(b->data + at, b->data + at + 1, b->len - at - 2);
-            b->len -= 2;
+}
+
+static void rq_alloc(struct rq_scan *sc, int rc)
+{
+    if (rc && !sc->alloc_rc)
+        sc->alloc_rc = rc;
+}
+
+/* Appends the escaped text of s to b without the quotes around it. */
+static int rq_escaped(struct am_buf *b, const unsigned char *s, size_t len)
+{
+    size_t at = b->len;
+    int rc = am_buf_json_string(b, (const char *)s, len);
+    if (!rc) {
+        memmove(b->data + at, b->data + at + 1, b->len - at - 2);
+        b->len -= 2;
+        b->data[b->len] = '\0';
+    }
+    return rc;
+}
+
+/* The message being read is over: written out, or remembered as the first bad one. */
+static void rq_message_end(struct rq_scan *sc, bool is_object)
+{
+    size_t i = sc->nmsgs++;
+    if (sc->bad_msg >= 0)
+        return;
+    if (!is_object || sc->role < 0) {
+        sc->bad_msg = (long)i;
+        sc->bad_msg_role = true;
+        return;
+    }
+    if (sc->content_bad) {
+        sc->bad_msg = (long)i;
+        sc->bad_msg_role = false;
+        sc->bad_msg_parts = sc->content_kind == V_ARRAY;
+        return;
+    }
+    rq_alloc(sc, am_buf_printf(&sc->msgs, "%s{\"role\":\"%s\",\"content\":\"", i ? "," : "",
+                               roles[sc->role]));
+    if (sc->content.len)
+        rq_alloc(sc, am_buf_append(&sc->msgs, sc->content.data, sc->content.len));
+    rq_alloc(sc, am_buf_lit(&sc->msgs, "\"}"));
+}
+
+static void rq_message_begin(struct rq_scan *sc)
+{
+    sc->msg_seen = 0;
+    sc->role = -1;
+    sc->content_kind = V_ABSENT;
+    sc->content_bad = false;
+    sc->content.len = 0;
+}
+
+/*
+ * A value begins: a scalar (kind, with its string or number) or a container
+ * (V_OBJECT, V_ARRAY). Returns the context a container opens.
+ */
+static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigned char *s,
+                            size_t len, long long i, double d)
+{
+    enum rq_ctx at = rq_top(sc);
+    if (sc->depth == 0) {
+        sc->end = yajl_get_bytes_consumed(sc->parser);
+        if (kind != V_OBJECT && kind != V_ARRAY)
+            rq_refuse(sc, "'[' or '{' expected"); /* as jansson says it */
+        sc->not_object = kind != V_OBJECT;
+        return sc->not_object ? C_SKIP : C_TOP;
+    }
+    if (sc->not_object)
+        return C_SKIP;
+    bool text = kind == V_STRING;
+    switch (at) {
+    case C_TOP: {
+        enum rq_field f = sc->field;
+        sc->field = F_OTHER;
+        if (f == F_OTHER)
+            return C_SKIP;
+        struct rq_value *v = &sc->v[f];
+        v->kind = kind;
+        v->b = i != 0;
+        v->i = i;
+        v->d = d;
+        if (f == F_MODEL && text) {
+            sc->model_len = len;
+            memcpy(sc->model, s, len < sizeof sc->model ? len : sizeof sc->model - 1);
+            sc->model[len < sizeof sc->model ? len : sizeof sc->model - 1] = '\0';
+        } else if (f == F_STOP && text) {
+            rq_alloc(sc, am_buf_json_string(&sc->stop, (const char *)s, len));
+            sc->nstop = 1;
         }
+        if (kind == V_OBJECT)
+            return f == F_STREAM_OPTIONS ? C_STREAM_OPTIONS : C_SKIP;
+        if (kind == V_ARRAY)
+            return f == F_MESSAGES ? C_MESSAGES : f == F_STOP ? C_STOP : C_SKIP;
+        return C_SKIP;
     }
-    return rc ? rc : am_buf_lit(b, "\"");
+    case C_MESSAGES:
+        if (kind == V_OBJECT) {
+            rq_message_begin(sc);
+            return C_MESSAGE;
+        }
+        rq_message_end(sc, false);
+        return C_SKIP;
+    case C_MESSAGE: {
+        enum rq_inner k = sc->inner;
+        sc->inner = I_OTHER;
+        if (k == I_ROLE) {
+            for (int r = 0; text && roles[r]; r++)
+                if (strlen(roles[r]) == len && !memcmp(roles[r], s, len))
+                    sc->role = r;
+        } else if (k == I_CONTENT) {
+            sc->content_kind = kind;
+            if (text) {
+                rq_alloc(sc, rq_escaped(&sc->content, s, len));
+            } else if (kind == V_ARRAY) {
+                return C_PARTS;
+            } else if (kind != V_NULL) {
+                sc->content_bad = true;
+            }
+        }
+        return C_SKIP;
+    }
+    case C_PARTS:
+        if (kind == V_OBJECT) {
+            sc->part_seen = 0;
+            sc->part_type_text = sc->part_text = sc->part_bad = false;
+            return C_PART;
+        }
+        sc->content_bad = true;
+        return C_SKIP;
+    case C_PART: {
+        enum rq_inner k = sc->inner;
+        sc->inner = I_OTHER;
+        if (k == I_TYPE) {
+            sc->part_type_text = text && len == 4 && !memcmp(s, "text", 4);
+            if (!sc->part_type_text)
+                sc->part_bad = true;
+        } else if (k == I_TEXT) {
+            if (!text) {
+                sc->part_bad = true;
+            } else {
+                sc->part_text = true;
+                rq_alloc(sc, rq_escaped(&sc->content, s, len));
+            }
+        }
+        return C_SKIP;
+    }
+    case C_STREAM_OPTIONS:
+        if (sc->inner == I_INCLUDE_USAGE) {
+            sc->include_usage_kind = kind;
+            sc->include_usage = kind == V_BOOL && i;
+        }
+        sc->inner = I_OTHER;
+        return C_SKIP;
+    case C_STOP:
+        if (!text) {
+            sc->stop_bad = true;
+        } else {
+            if (sc->nstop++ > 0)
+                rq_alloc(sc, am_buf_lit(&sc->stop, ","));
+            rq_alloc(sc, am_buf_json_string(&sc->stop, (const char *)s, len));
+        }
+        return C_SKIP;
+    default:
+        return C_SKIP;
+    }
+}
+
+static int rq_null(void *ctx)
+{
+    rq_value(ctx, V_NULL, NULL, 0, 0, 0);
+    return !((struct rq_scan *)ctx)->bad;
+}
+
+static int rq_boolean(void *ctx, int b)
+{
+    rq_value(ctx, V_BOOL, NULL, 0, b, 0);
+    return !((struct rq_scan *)ctx)->bad;
+}
+
+static int rq_integer(void *ctx, long long i)
+{
+    rq_value(ctx, V_INT, NULL, 0, i, (double)i);
+    return !((struct rq_scan *)ctx)->bad;
+}
+
+static int rq_double(void *ctx, double d)
+{
+    rq_value(ctx, V_REAL, NULL, 0, 0, d);
+    return !((struct rq_scan *)ctx)->bad;
+}
+
+static int rq_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct rq_scan *sc = ctx;
+    /*
+     * yajl's UTF-8 check lets overlong forms, lone low surrogate escapes
+     * and NUL characters through: refused here, as jansson refuses them in
+     * the other bodies. (A lone high surrogate escape yajl reads as "?".)
+     */
+    if (!am_utf8_valid_len((const char *)s, len)) {
+        rq_refuse(sc, "a string that is not UTF-8 text");
+        return 0;
+    }
+    rq_value(sc, V_STRING, s, len, 0, 0);
+    return !sc->bad;
+}
+
+static int rq_open(struct rq_scan *sc, enum rq_kind kind)
+{
+    enum rq_ctx c = rq_value(sc, kind, NULL, 0, 0, 0);
+    sc->depth++;
+    if (sc->depth <= RQ_MAX_DEPTH)
+        sc->ctx[sc->depth] = c;
+    return !sc->bad;
+}
+
+static int rq_close(struct rq_scan *sc)
+{
+    enum rq_ctx c = rq_top(sc);
+    if (--sc->depth == 0)
+        sc->end = yajl_get_bytes_consumed(sc->parser);
+    if (c == C_MESSAGE) {
+        rq_message_end(sc, true);
+    } else if (c == C_PART) {
+        if (sc->part_bad || !sc->part_type_text || !sc->part_text)
+            sc->content_bad = true;
+    }
+    return 1;
+}
+
+static int rq_start_map(void *ctx)
+{
+    return rq_open(ctx, V_OBJECT);
+}
+
+static int rq_end_map(void *ctx)
+{
+    return rq_close(ctx);
+}
+
+static int rq_start_array(void *ctx)
+{
+    return rq_open(ctx, V_ARRAY);
+}
+
+static int rq_end_array(void *ctx)
+{
+    return rq_close(ctx);
+}
+
+static bool key_is(const unsigned char *key, size_t len, const char *name)
+{
+    return strlen(name) == len && !memcmp(key, name, len);
+}
+
+static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+    struct rq_scan *sc = ctx;
+    unsigned bit = 0;
+    unsigned *seen = NULL;
+    if (!am_utf8_valid_len((const char *)key, len)) {
+        rq_refuse(sc, "a key that is not UTF-8 text");
+        return 0;
+    }
+    sc->field = F_OTHER;
+    sc->inner = I_OTHER;
+    switch (rq_top(sc)) {
+    case C_TOP:
+        for (int f = F_MODEL; f < F_NFIELDS; f++) {
+            if (key_is(key, len, rq_fields[f])) {
+                if (sc->seen & (1u << f)) {
+                    rq_refuse(sc, "duplicate object key");
+                    return 0;
+                }
+                sc->seen |= 1u << f;
+                sc->field = (enum rq_field)f;
+            }
+        }
+        return 1;
+    case C_MESSAGE:
+        seen = &sc->msg_seen;
+        if (key_is(key, len, "role"))
+            sc->inner = I_ROLE, bit = 1;
+        else if (key_is(key, len, "content"))
+            sc->inner = I_CONTENT, bit = 2;
+        break;
+    case C_PART:
+        seen = &sc->part_seen;
+        if (key_is(key, len, "type"))
+            sc->inner = I_TYPE, bit = 1;
+        else if (key_is(key, len, "text"))
+            sc->inner = I_TEXT, bit = 2;
+        break;
+    case C_STREAM_OPTIONS:
+        if (key_is(key, len, "include_usage")) {
+            sc->inner = I_INCLUDE_USAGE;
+            if (sc->include_usage_kind != V_ABSENT) {
+                rq_refuse(sc, "duplicate object key");
+                return 0;
+            }
+        }
+        return 1;
+    default:
+        return 1;
+    }
+    if (bit && (*seen & bit)) {
+        rq_refuse(sc, "duplicate object key");
+        return 0;
+    }
+    *seen |= bit;
+    return 1;
+}
+
+static const yajl_callbacks rq_callbacks = {
+    .yajl_null = rq_null,
+    .yajl_boolean = rq_boolean,
+    .yajl_integer = rq_integer,
+    .yajl_double = rq_double,
+    .yajl_string = rq_string,
+    .yajl_start_map = rq_start_map,
+    .yajl_map_key = rq_map_key,
+    .yajl_end_map = rq_end_map,
+    .yajl_start_array = rq_start_array,
+    .yajl_end_array = rq_end_array,
+};
+
+/* Parses the body into sc; 0, or AM_EINVAL with the reason in err ("invalid JSON at ..."). */
+static int rq_parse(struct rq_scan *sc, const char *body, size_t len, char *err, char *param,
+                    size_t errlen)
+{
+    char why[160];
+    size_t at = 0;
+    const char *bad = NULL;
+    sc->parser = yajl_alloc(&rq_callbacks, NULL, sc);
+    if (!sc->parser)
+        return fail(err, param, errlen, NULL, "%sout of memory", NULL);
+    yajl_status st = yajl_parse(sc->parser, (const unsigned char *)body, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(sc->parser);
+    if (sc->bad) {
+        bad = sc->bad;
+        at = sc->bad_at;
+    } else if (st != yajl_status_ok) {
+        unsigned char *e = yajl_get_error(sc->parser, 0, (const unsigned char *)body, len);
+        /* "parse error: ..." or "lexical error: ...", ending in a newline */
+        const char *m = e ? strstr((const char *)e, ": ") : NULL;
+        snprintf(why, sizeof why, "%.*s", m ? (int)strcspn(m + 2, "\n") : 0, m ? m + 2 : "");
+        yajl_free_error(sc->parser, e);
+        bad = why[0] ? why : "malformed";
+        at = yajl_get_bytes_consumed(sc->parser);
+    } else if (sc->depth != 0) {
+        bad = "premature end of input";
+        at = len;
+    } else {
+        /* yajl lets an unfinished token after the value pass: only whitespace may follow. */
+        for (size_t i = sc->end; i < len && !bad; i++)
+            if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n')
+                bad = "end of file expected", at = i;
+    }
+    yajl_free(sc->parser);
+    sc->parser = NULL;
+    if (!bad)
+        return AM_OK;
+    int line = 1, column = 0;
+    for (size_t i = 0; i < at && i < len; i++) {
+        if (body[i] == '\n')
+            line++, column = 0;
+        else
+            column++;
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", line, column, bad);
+    return fail(err, param, errlen, NULL, "%s", msg);
 }
 
 /* A JSON number as Ollama gets it: integers as they are, reals in the fewest digits that read back.
  */
-static int write_number(struct am_buf *b, json_t *v)
+static int write_number(struct am_buf *b, const struct rq_value *v)
 {
-    if (json_is_integer(v))
-        return am_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    double d = json_real_value(v);
+    if (v->kind == V_INT)
+        return am_buf_printf(b, "%lld", v->i);
     char text[32];
-    snprintf(text, sizeof text, "%.15g", d);
-    if (strtod(text, NULL) != d)
-        snprintf(text, sizeof text, "%.17g", d);
+    snprintf(text, sizeof text, "%.15g", v->d);
+    if (strtod(text, NULL) != v->d)
+        snprintf(text, sizeof text, "%.17g", v->d);
     return am_buf_append(b, text, strlen(text));
+}
+
+static bool present(const struct rq_value *v)
+{
+    return v->kind != V_ABSENT && v->kind != V_NULL;
 }
 
 /* Opens the "options" object on its first entry and writes the key. */
 static int option_key(struct am_buf *b, int *options, const char *key)
 {
-    int rc = am_buf_printf(b, "%s\"%s\":", (*options)++ ? "," : ",\"options\":{", key);
-    return rc;
+    return am_buf_printf(b, "%s\"%s\":", (*options)++ ? "," : ",\"options\":{", key);
 }
 
-static int number(json_t *req, const char *key, double min, double max, struct am_buf *b,
-                  int *options, const char *as, char *err, char *param, size_t errlen)
+static int number(const struct rq_value *v, const char *key, double min, double max,
+                  struct am_buf *b, int *options, char *err, char *param, size_t errlen)
 {
-    json_t *v = json_object_get(req, key);
     char msg[160];
-    if (!v || json_is_null(v))
+    if (!present(v))
         return AM_OK;
-    if (!json_is_number(v) || json_number_value(v) < min || json_number_value(v) > max) {
+    if ((v->kind != V_INT && v->kind != V_REAL) || v->d < min || v->d > max) {
         snprintf(msg, sizeof msg, "%s must be a number between %g and %g", key, min, max);
         return fail(err, param, errlen, key, "%s", msg);
     }
-    return option_key(b, options, as) || write_number(b, v) ? AM_ENOMEM : AM_OK;
-}
-
-static int write_stop(struct am_buf *b, int *options, json_t *stop, char *err, char *param,
-                      size_t errlen)
-{
-    const char *msg = "%sstop must be a string or up to 4 strings";
-    size_t k;
-    json_t *s;
-    if (!json_is_string(stop) && !(json_is_array(stop) && json_array_size(stop) <= 4))
-        return fail(err, param, errlen, "stop", msg, NULL);
-    json_array_foreach(stop, k, s)
-    {
-        if (!json_is_string(s))
-            return fail(err, param, errlen, "stop", msg, NULL);
-    }
-    if (option_key(b, options, "stop") || am_buf_lit(b, "["))
-        return AM_ENOMEM;
-    if (json_is_string(stop)) {
-        if (am_buf_json_string(b, json_string_value(stop), json_string_length(stop)))
-            return AM_ENOMEM;
-    }
-    json_array_foreach(stop, k, s)
-    {
-        if ((k > 0 && am_buf_lit(b, ",")) ||
-            am_buf_json_string(b, json_string_value(s), json_string_length(s)))
-            return AM_ENOMEM;
-    }
-    return am_buf_lit(b, "]") ? AM_ENOMEM : AM_OK;
+    return option_key(b, options, key) || write_number(b, v) ? AM_ENOMEM : AM_OK;
 }
 
 /*
- * Validates the body and writes the Ollama request straight into a buffer:
+ * Validates the body and writes the Ollama request:
  * {"model", "messages": [{"role", "content"}...], "stream", "options"}.
  */
 int gw_parse_request(const char *body, size_t len, const gw_models *models, struct gw_request *out,
                      char *err, char *param, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *req = NULL;
+    struct rq_scan sc = {.bad_msg = -1};
     struct am_buf b;
     int rc = AM_EINVAL, options = 0;
     char msg[256];
 
     memset(out, 0, sizeof *out);
     param[0] = err[0] = '\0';
-    am_buf_init(&b, len * 6 + 4096); /* escaping grows text at most six times */
-    req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!req) {
-        snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                 jerr.text);
-        fail(err, param, errlen, NULL, "%s", msg);
+    size_t bound = len * 6 + 4096; /* escaping grows text at most six times */
+    am_buf_init(&b, bound);
+    am_buf_init(&sc.msgs, bound);
+    am_buf_init(&sc.content, bound);
+    am_buf_init(&sc.stop, bound);
+    if (rq_parse(&sc, body, len, err, param, errlen))
         goto out;
-    }
-    if (!json_is_object(req)) {
+    if (sc.alloc_rc)
+        goto oom;
+    if (sc.not_object) {
         fail(err, param, errlen, NULL, "%sthe body must be a JSON object", NULL);
         goto out;
     }
-    json_t *model = json_object_get(req, "model");
-    if (!json_is_string(model) || json_string_length(model) == 0 ||
-        json_string_length(model) >= sizeof out->requested_model ||
-        !am_utf8_valid(json_string_value(model), sizeof out->requested_model - 1)) {
+    if (sc.v[F_MODEL].kind != V_STRING || sc.model_len == 0 ||
+        sc.model_len >= sizeof out->requested_model) {
         fail(err, param, errlen, "model", "%smodel must be a non-empty string", NULL);
         goto out;
     }
-    snprintf(out->requested_model, sizeof out->requested_model, "%s", json_string_value(model));
+    snprintf(out->requested_model, sizeof out->requested_model, "%s", sc.model);
     snprintf(out->model, sizeof out->model, "%s", gw_models_resolve(models, out->requested_model));
 
-    json_t *msgs = json_object_get(req, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0 ||
-        json_array_size(msgs) > MAX_MESSAGES) {
+    if (sc.v[F_MESSAGES].kind != V_ARRAY || sc.nmsgs == 0 || sc.nmsgs > MAX_MESSAGES) {
         fail(err, param, errlen, "messages",
              "%smessages must be a non-empty array (at most 1024 messages)", NULL);
         goto out;
     }
-    if (am_buf_lit(&b, "{\"model\":") || am_buf_json_string(&b, out->model, strlen(out->model)) ||
-        am_buf_lit(&b, ",\"messages\":["))
-        goto oom;
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        json_t *role = json_object_get(m, "role");
+    if (sc.bad_msg >= 0) {
         char field[64];
-        snprintf(field, sizeof field, "messages[%zu].role", i);
-        static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
-        int known = -1;
-        for (int r = 0; json_is_string(role) && roles[r]; r++)
-            if (!strcmp(json_string_value(role), roles[r]))
-                known = r;
-        if (!json_is_object(m) || known < 0) {
+        if (sc.bad_msg_role) {
+            snprintf(field, sizeof field, "messages[%ld].role", sc.bad_msg);
             fail(err, param, errlen, field, "%s must be system, user, assistant or tool", field);
-            goto out;
+        } else {
+            snprintf(field, sizeof field, "messages[%ld].content", sc.bad_msg);
+            /* Which fault: a part that is not text, or content of another type. */
+            fail(err, param, errlen, field,
+                 sc.bad_msg_parts ? "%s: only text parts are supported"
+                                  : "%s must be a string or an array of text parts",
+                 field);
         }
-        if (am_buf_printf(&b, "%s{\"role\":\"%s\",\"content\":", i ? "," : "", roles[known]))
-            goto oom;
-        int crc = write_content(&b, json_object_get(m, "content"), err, param, errlen, i);
-        if (crc == AM_EINVAL)
-            goto out;
-        if (crc || am_buf_lit(&b, "}"))
-            goto oom;
+        goto out;
     }
+    if (am_buf_lit(&b, "{\"model\":") || am_buf_json_string(&b, out->model, strlen(out->model)) ||
+        am_buf_lit(&b, ",\"messages\":[") || am_buf_append(&b, sc.msgs.data, sc.msgs.len))
+        goto oom;
 
-    json_t *stream = json_object_get(req, "stream");
-    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
+    const struct rq_value *stream = &sc.v[F_STREAM];
+    if (present(stream) && stream->kind != V_BOOL) {
         fail(err, param, errlen, "stream", "%sstream must be true or false", NULL);
         goto out;
     }
-    out->stream = json_is_true(stream);
+    out->stream = stream->kind == V_BOOL && stream->b;
     if (am_buf_printf(&b, "],\"stream\":%s", out->stream ? "true" : "false"))
         goto oom;
-    json_t *so = json_object_get(req, "stream_options");
-    if (so && !json_is_null(so)) {
-        json_t *iu = json_object_get(so, "include_usage");
-        if (!json_is_object(so) || (iu && !json_is_boolean(iu))) {
+    const struct rq_value *so = &sc.v[F_STREAM_OPTIONS];
+    if (present(so)) {
+        if (so->kind != V_OBJECT ||
+            (sc.include_usage_kind != V_ABSENT && sc.include_usage_kind != V_BOOL)) {
             fail(err, param, errlen, "stream_options",
                  "%sstream_options must be an object with a boolean include_usage", NULL);
             goto out;
         }
-        out->include_usage = json_is_true(iu);
+        out->include_usage = sc.include_usage;
     }
-    json_t *n = json_object_get(req, "n");
-    if (n && !json_is_null(n) && (!json_is_integer(n) || json_integer_value(n) != 1)) {
+    const struct rq_value *n = &sc.v[F_N];
+    if (present(n) && (n->kind != V_INT || n->i != 1)) {
         fail(err, param, errlen, "n", "%sonly n=1 is supported", NULL);
         goto out;
     }
 
-    if (number(req, "temperature", 0, 2, &b, &options, "temperature", err, param, errlen) ||
-        number(req, "top_p", 0, 1, &b, &options, "top_p", err, param, errlen))
+    if (number(&sc.v[F_TEMPERATURE], "temperature", 0, 2, &b, &options, err, param, errlen) ||
+        number(&sc.v[F_TOP_P], "top_p", 0, 1, &b, &options, err, param, errlen))
         goto fail;
-    const char *tok_key =
-        json_object_get(req, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    json_t *max_tokens = json_object_get(req, tok_key);
-    if (max_tokens && !json_is_null(max_tokens)) {
-        if (!json_is_integer(max_tokens) || json_integer_value(max_tokens) < 1 ||
-            json_integer_value(max_tokens) > 1000000) {
+    bool completion = sc.v[F_MAX_COMPLETION_TOKENS].kind != V_ABSENT;
+    const char *tok_key = completion ? "max_completion_tokens" : "max_tokens";
+    const struct rq_value *max_tokens = &sc.v[completion ? F_MAX_COMPLETION_TOKENS : F_MAX_TOKENS];
+    if (present(max_tokens)) {
+        if (max_tokens->kind != V_INT || max_tokens->i < 1 || max_tokens->i > 1000000) {
             snprintf(msg, sizeof msg, "%s must be a whole number from 1 to 1000000", tok_key);
             fail(err, param, errlen, tok_key, "%s", msg);
             goto out;
@@ -234,18 +642,25 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         if (option_key(&b, &options, "num_predict") || write_number(&b, max_tokens))
             goto oom;
     }
-    json_t *seed = json_object_get(req, "seed");
-    if (seed && !json_is_null(seed)) {
-        if (!json_is_integer(seed)) {
+    const struct rq_value *seed = &sc.v[F_SEED];
+    if (present(seed)) {
+        if (seed->kind != V_INT) {
             fail(err, param, errlen, "seed", "%sseed must be a whole number", NULL);
             goto out;
         }
         if (option_key(&b, &options, "seed") || write_number(&b, seed))
             goto oom;
     }
-    json_t *stop = json_object_get(req, "stop");
-    if (stop && !json_is_null(stop) && write_stop(&b, &options, stop, err, param, errlen))
-        goto fail;
+    const struct rq_value *stop = &sc.v[F_STOP];
+    if (present(stop)) {
+        if ((stop->kind != V_STRING && stop->kind != V_ARRAY) || sc.stop_bad || sc.nstop > 4) {
+            fail(err, param, errlen, "stop", "%sstop must be a string or up to 4 strings", NULL);
+            goto out;
+        }
+        if (option_key(&b, &options, "stop") || am_buf_lit(&b, "[") ||
+            am_buf_append(&b, sc.stop.data, sc.stop.len) || am_buf_lit(&b, "]"))
+            goto oom;
+    }
     if ((options && am_buf_lit(&b, "}")) || am_buf_lit(&b, "}"))
         goto oom;
     out->ollama_body = am_buf_take(&b, NULL);
@@ -257,8 +672,10 @@ fail:
 oom:
     fail(err, param, errlen, NULL, "%sout of memory", NULL);
 out:
-    json_decref(req);
     am_buf_free(&b);
+    am_buf_free(&sc.msgs);
+    am_buf_free(&sc.content);
+    am_buf_free(&sc.stop);
     return rc;
 }
 

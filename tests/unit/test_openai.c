@@ -239,6 +239,57 @@ static void test_text_needing_escapes_survives_both_directions(void **state)
     free(s);
 }
 
+static void test_field_order_does_not_change_the_ollama_body(void **state)
+{
+    struct gw_request a, b;
+    json_t *oa =
+        parse_ok("{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                 "\"text\",\"text\":\"a\"}]}],\"stream\":true,\"seed\":3,\"top_p\":0.5}",
+                 &a);
+    json_t *ob = parse_ok("{\"top_p\":0.5,\"unknown\":{\"deep\":[1,[2,{\"x\":null}]]},\"seed\":3,"
+                          "\"stream\":true,\"messages\":[{\"content\":[{\"text\":\"a\",\"type\":"
+                          "\"text\"}],\"role\":\"user\",\"name\":\"n\"}],\"model\":\"x\"}",
+                          &b);
+    assert_string_equal(a.ollama_body, b.ollama_body);
+    assert_string_equal(a.ollama_body, "{\"model\":\"x\",\"messages\":[{\"role\":\"user\","
+                                       "\"content\":\"a\"}],\"stream\":true,\"options\":{"
+                                       "\"top_p\":0.5,\"seed\":3}}");
+    json_decref(oa);
+    json_decref(ob);
+    gw_request_free(&a);
+    gw_request_free(&b);
+}
+
+static void test_the_first_fault_in_a_fixed_order_is_the_one_reported(void **state)
+{
+    /* n and model both bad, n first in the body: model is reported */
+    parse_bad("{\"n\":2,\"model\":5,\"messages\":[]}", "model", "model");
+    /* the second message's role and the first one's content: the first message is reported */
+    parse_bad(
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\"}]},"
+        "{\"role\":\"x\"}]}",
+        "messages[0].content", "only text parts");
+    /* within a message the role comes first, wherever it stands */
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"content\":7,\"role\":\"x\"}]}", "messages[0].role",
+              "system, user");
+    parse_bad("{\"model\":\"m\",\"messages\":[\"hi\"]}", "messages[0].role", "system, user");
+}
+
+static void test_json_faults_are_invalid_json_with_a_position(void **state)
+{
+    parse_bad("{\"model\":\"m\",\"model\":\"n\",\"messages\":[]}", "", "duplicate object key");
+    parse_bad("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"role\":\"user\"}]}", "",
+              "duplicate object key");
+    parse_bad("{\"model\":\"m\"} x", "", "invalid JSON");
+    parse_bad("{\"model\":\"m\"} \"x", "", "invalid JSON");
+    parse_bad("\"just a string\"", "", "invalid JSON");
+    parse_bad("{\"model\":\"\xc1\x84\"}", "", "not UTF-8");
+    /* a lone low surrogate is refused; yajl reads a lone high one as "?" */
+    parse_bad("{\"model\":\"a\\udc00\"}", "", "not UTF-8");
+    parse_bad("{\"model\":\"a\\u0000\"}", "", "not UTF-8");
+    parse_bad("{\n  \"model\": tru\n}", "", "invalid JSON at line 2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +298,9 @@ int main(void)
         cmocka_unit_test(test_request_maps_model_messages_and_options),
         cmocka_unit_test(test_stream_defaults_to_false_and_options_are_omitted_when_absent),
         cmocka_unit_test(test_bad_requests_name_the_field),
+        cmocka_unit_test(test_field_order_does_not_change_the_ollama_body),
+        cmocka_unit_test(test_the_first_fault_in_a_fixed_order_is_the_one_reported),
+        cmocka_unit_test(test_json_faults_are_invalid_json_with_a_position),
         cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
         cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
         cmocka_unit_test(test_text_needing_escapes_survives_both_directions),
