@@ -48,6 +48,14 @@ struct am_http_server {
      */
     int wake_fd, loop_fd;
     atomic_bool woken; /* wake_fd was written and not yet read */
+    /*
+     * The thread that runs the loop, once am_http_run has run: a resume on
+     * it needs no wake-up, only a flag its loop checks (am_http_pending)
+     * before it waits again.
+     */
+    pthread_t runner;
+    atomic_bool has_runner;
+    bool pending; /* the runner resumed a connection since its last am_http_run */
 };
 
 /*
@@ -341,13 +349,20 @@ int am_http_reply_stream(struct am_http_response *resp, int status, const char *
 static void resume(am_http_server *srv, struct MHD_Connection *conn)
 {
     MHD_resume_connection(conn);
+    if (!srv || srv->wake_fd < 0)
+        return;
+    if (atomic_load_explicit(&srv->has_runner, memory_order_acquire) &&
+        pthread_equal(pthread_self(), srv->runner)) {
+        srv->pending = true; /* the loop's own thread: it runs again before it waits */
+        return;
+    }
     /*
      * No write while one is waiting to be read: the loop's next
      * am_http_run comes after it and serves this resume too. The flag is
      * set after the write, so that the loop never sees it without the
      * write it stands for.
      */
-    if (srv && srv->wake_fd >= 0 && !atomic_load(&srv->woken)) {
+    if (!atomic_load(&srv->woken)) {
         uint64_t one = 1;
         (void)!write(srv->wake_fd, &one, sizeof one);
         atomic_store(&srv->woken, true);
@@ -916,9 +931,19 @@ int am_http_fd(const am_http_server *srv)
 void am_http_run(am_http_server *srv)
 {
     uint64_t n;
+    if (!atomic_load_explicit(&srv->has_runner, memory_order_relaxed)) {
+        srv->runner = pthread_self();
+        atomic_store_explicit(&srv->has_runner, true, memory_order_release);
+    }
+    srv->pending = false;
     if (srv->wake_fd >= 0 && atomic_exchange(&srv->woken, false))
         (void)!read(srv->wake_fd, &n, sizeof n);
     MHD_run(srv->daemon);
+}
+
+bool am_http_pending(const am_http_server *srv)
+{
+    return srv->pending;
 }
 
 long am_http_timeout_ms(am_http_server *srv)

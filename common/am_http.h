@@ -99,6 +99,14 @@ int am_http_fd(const am_http_server *srv);
  */
 void am_http_run(am_http_server *srv);
 
+/*
+ * With external_loop: true when the thread that runs am_http_run has itself
+ * resumed a connection (a deferred reply, a stream write) since its last
+ * am_http_run. Such a resume writes no wake-up to am_http_fd: the loop
+ * calls am_http_run again before it waits.
+ */
+bool am_http_pending(const am_http_server *srv);
+
 /* With external_loop: the longest the caller may wait before am_http_run, in ms; -1: no limit. */
 long am_http_timeout_ms(am_http_server *srv);
 

@@ -127,8 +127,10 @@ static void *loop_main(void *arg)
             q = q->next;
             start_job(l, job);
         }
-        /* The answers of the calls that ended go out in this same pass. */
-        if (run_transfers(l) > 0 && l->http)
+        /* The answers of the calls that ended, and streams' new events, go out in this same pass.
+         */
+        run_transfers(l);
+        if (l->http && am_http_pending(l->http))
             am_http_run(l->http);
 
         bool ticking = false;
@@ -161,11 +163,16 @@ static void *loop_main(void *arg)
             if (t >= 0 && t < wait_ms)
                 wait_ms = t;
         }
-        /* Requests served by the second run above queued their jobs without a wake-up. */
+        /*
+         * Requests served by the second run above queued their jobs, and
+         * the ticks may have resumed connections, without a wake-up.
+         */
         pthread_mutex_lock(&l->mu);
         if (l->head)
             wait_ms = 0;
         pthread_mutex_unlock(&l->mu);
+        if (l->http && am_http_pending(l->http))
+            wait_ms = 0;
         curl_multi_poll(l->multi, &wfd, wfd.fd >= 0 ? 1 : 0, (int)wait_ms, NULL);
     }
     return NULL;

@@ -229,6 +229,72 @@ static void test_external_loop_wakes_for_a_reply_from_another_thread(void **stat
     close(l.stop[1]);
 }
 
+/*
+ * A loop like the gateway's: what its handler deferred it answers itself,
+ * on its own thread, after am_http_run. Such a resume writes no wake-up;
+ * the loop runs again because am_http_pending says so. Its wait has no
+ * timer of its own, so a reply left unserved would keep the client
+ * waiting until its timeout.
+ */
+struct own_loop {
+    struct loop base;
+    struct pending *p;
+    bool pending_after_reply, pending_after_run;
+};
+
+static void *own_loop_main(void *arg)
+{
+    struct own_loop *l = arg;
+    struct pollfd pfd[2] = {{.fd = am_http_fd(l->base.srv), .events = POLLIN},
+                            {.fd = l->base.stop[0], .events = POLLIN}};
+    for (;;) {
+        am_http_run(l->base.srv);
+        pthread_mutex_lock(&l->p->mu);
+        am_http_deferred *d = l->p->d;
+        l->p->d = NULL;
+        pthread_mutex_unlock(&l->p->mu);
+        if (d) {
+            struct am_http_response r = {0};
+            am_http_reply(&r, 200, "text/plain", "from the loop's own thread");
+            am_http_deferred_reply(d, &r);
+            l->pending_after_reply = am_http_pending(l->base.srv);
+        }
+        if (am_http_pending(l->base.srv)) {
+            am_http_run(l->base.srv);
+            l->pending_after_run = am_http_pending(l->base.srv);
+        }
+        long t = am_http_timeout_ms(l->base.srv);
+        poll(pfd, 2, t < 0 || t > 60000 ? 60000 : (int)t);
+        if (pfd[1].revents)
+            return NULL;
+    }
+}
+
+static void test_external_loop_serves_a_reply_from_its_own_thread_when_pending(void **state)
+{
+    struct pending p;
+    struct client c;
+    struct own_loop l = {0};
+    pthread_t t;
+    (void)state;
+    pending_init(&p);
+    l.p = &p;
+    l.base.srv = start(&p, true);
+    assert_int_equal(pipe(l.base.stop), 0);
+    assert_int_equal(pthread_create(&t, NULL, own_loop_main, &l), 0);
+    client_start(&c, am_http_port(l.base.srv));
+    client_join(&c);
+    assert_int_equal(c.status, 200);
+    assert_string_equal(c.body, "from the loop's own thread");
+    assert_int_equal(write(l.base.stop[1], "x", 1), 1);
+    pthread_join(t, NULL);
+    assert_true(l.pending_after_reply);
+    assert_false(l.pending_after_run);
+    am_http_stop(l.base.srv);
+    close(l.base.stop[0]);
+    close(l.base.stop[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_reply_inside_the_handler_is_sent),
         cmocka_unit_test(test_stop_lets_a_waiting_client_go_and_drops_a_late_reply),
         cmocka_unit_test(test_external_loop_wakes_for_a_reply_from_another_thread),
+        cmocka_unit_test(test_external_loop_serves_a_reply_from_its_own_thread_when_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
