@@ -38,7 +38,8 @@ int am_buf_append(struct am_buf *b, const void *data, size_t len)
     int rc = reserve(b, len);
     if (rc)
         return rc;
-    memcpy(b->data + b->len, data, len);
+    if (len > 0) /* data may be NULL then: an empty buffer's */
+        memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
     return AM_OK;

@@ -95,7 +95,9 @@ int am_http_fd(const am_http_server *srv);
 /*
  * With external_loop: serves what is ready (new connections, requests,
  * resumed connections, timeouts) without waiting. Not thread-safe: one
- * thread runs it, and am_http_stop only once that thread no longer does.
+ * thread runs it, always the same one (resumes on that thread rely on
+ * am_http_pending instead of a wake-up), and am_http_stop only once that
+ * thread no longer does.
  */
 void am_http_run(am_http_server *srv);
 

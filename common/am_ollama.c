@@ -338,6 +338,8 @@ static int scan_map_key(void *ctx, const unsigned char *key, size_t len)
 static int scan_start_map(void *ctx)
 {
     struct line_scan *sc = ctx;
+    if (sc->depth >= AM_JSON_MAX_DEPTH)
+        return sc->bad = "maximum parsing depth reached", 0;
     enum line_key k = sc->depth == 0 ? K_OTHER : scan_value_key(sc);
     sc->depth++;
     if (k == K_MESSAGE)
@@ -360,6 +362,8 @@ static int scan_end_map(void *ctx)
 static int scan_start_array(void *ctx)
 {
     struct line_scan *sc = ctx;
+    if (sc->depth >= AM_JSON_MAX_DEPTH)
+        return sc->bad = "maximum parsing depth reached", 0;
     if (sc->depth == 0)
         return sc->bad = "not an object", 0;
     scan_other_value(sc, scan_value_key(sc));
@@ -391,6 +395,8 @@ static const yajl_callbacks scan_callbacks = {
 static const char *scan_line(struct line_scan *sc, const char *line, size_t len, char *why,
                              size_t cap)
 {
+    if (memchr(line, '\\', len) && !am_json_surrogates_valid(line, len))
+        return "an escaped UTF-16 surrogate without its other half";
     yajl_handle h = yajl_alloc(&scan_callbacks, NULL, sc);
     if (!h)
         return "out of memory";
@@ -464,31 +470,17 @@ int am_ollama_parse_line(struct am_ollama_result *res, const char *line, size_t 
         res->done = true;
         if (sc.has_done_reason)
             memcpy(res->done_reason, sc.done_reason, sizeof res->done_reason);
-        for (int k = K_EVAL_COUNT; k <= K_LOAD_DURATION; k++) {
-            if (!(sc.counted & (1u << k)))
-                continue;
-            int64_t v = sc.counts[k];
-            switch (k) {
-            case K_EVAL_COUNT:
-                res->eval_count = v;
-                break;
-            case K_EVAL_DURATION:
-                res->eval_duration_ns = v;
-                break;
-            case K_PROMPT_EVAL_COUNT:
-                res->prompt_eval_count = v;
-                break;
-            case K_PROMPT_EVAL_DURATION:
-                res->prompt_eval_duration_ns = v;
-                break;
-            case K_TOTAL_DURATION:
-                res->total_duration_ns = v;
-                break;
-            default:
-                res->load_duration_ns = v;
-                break;
-            }
-        }
+        int64_t *to[K_LOAD_DURATION + 1] = {
+            [K_EVAL_COUNT] = &res->eval_count,
+            [K_EVAL_DURATION] = &res->eval_duration_ns,
+            [K_PROMPT_EVAL_COUNT] = &res->prompt_eval_count,
+            [K_PROMPT_EVAL_DURATION] = &res->prompt_eval_duration_ns,
+            [K_TOTAL_DURATION] = &res->total_duration_ns,
+            [K_LOAD_DURATION] = &res->load_duration_ns,
+        };
+        for (int k = K_EVAL_COUNT; k <= K_LOAD_DURATION; k++)
+            if (sc.counted & (1u << k))
+                *to[k] = sc.counts[k];
         uint32_t both = (1u << K_EVAL_COUNT) | (1u << K_EVAL_DURATION);
         res->has_counts = (sc.counted & both) == both;
     }

@@ -327,9 +327,9 @@ static int rq_string(void *ctx, const unsigned char *s, size_t len)
 {
     struct rq_scan *sc = ctx;
     /*
-     * yajl's UTF-8 check lets overlong forms, lone low surrogate escapes
-     * and NUL characters through: refused here, as jansson refuses them in
-     * the other bodies. (A lone high surrogate escape yajl reads as "?".)
+     * yajl's UTF-8 check lets overlong forms and NUL characters through:
+     * refused here, as jansson refuses them in the other bodies (lone
+     * surrogate escapes are refused before the parse).
      */
     if (!am_utf8_valid_len((const char *)s, len)) {
         rq_refuse(sc, "a string that is not UTF-8 text");
@@ -341,6 +341,10 @@ static int rq_string(void *ctx, const unsigned char *s, size_t len)
 
 static int rq_open(struct rq_scan *sc, enum rq_kind kind)
 {
+    if (sc->depth >= AM_JSON_MAX_DEPTH) {
+        rq_refuse(sc, "maximum parsing depth reached");
+        return 0;
+    }
     enum rq_ctx c = rq_value(sc, kind, NULL, 0, 0, 0);
     sc->depth++;
     if (sc->depth <= RQ_MAX_DEPTH)
@@ -465,6 +469,9 @@ static int rq_parse(struct rq_scan *sc, const char *body, size_t len, char *err,
     char why[160];
     size_t at = 0;
     const char *bad = NULL;
+    if (memchr(body, '\\', len) && !am_json_surrogates_valid(body, len))
+        return fail(err, param, errlen, NULL, "%s",
+                    "invalid JSON: an escaped UTF-16 surrogate without its other half");
     sc->parser = yajl_alloc(&rq_callbacks, NULL, sc);
     if (!sc->parser)
         return fail(err, param, errlen, NULL, "%sout of memory", NULL);

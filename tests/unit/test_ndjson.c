@@ -177,7 +177,10 @@ static void test_escaped_text_is_decoded(void **state)
     memset(&r, 0, sizeof r);
     parse(&r, "{\"message\":{\"content\":\"a\\n\\\"b\\\" \\u00e9 \\ud83d\\ude00\"}}", 0,
           "a\n\"b\" \xc3\xa9 \xf0\x9f\x98\x80");
-    /* a lone surrogate, raw bytes that are not UTF-8: refused, as jansson refuses them */
+    /* lone surrogate escapes, raw bytes that are not UTF-8: refused, as jansson refuses them */
+    parse(&r, "{\"message\":{\"content\":\"x\\ud83d\\u0041\"}}", AM_EPROTO, NULL);
+    assert_string_equal(r.error_type, "bad_response");
+    memset(r.error_type, 0, sizeof r.error_type);
     parse(&r, "{\"message\":{\"content\":\"x\\ude00\"}}", AM_EPROTO, NULL);
     assert_string_equal(r.error_type, "bad_response");
     memset(r.error_type, 0, sizeof r.error_type);

@@ -284,10 +284,46 @@ static void test_json_faults_are_invalid_json_with_a_position(void **state)
     parse_bad("{\"model\":\"m\"} \"x", "", "invalid JSON");
     parse_bad("\"just a string\"", "", "invalid JSON");
     parse_bad("{\"model\":\"\xc1\x84\"}", "", "not UTF-8");
-    /* a lone low surrogate is refused; yajl reads a lone high one as "?" */
-    parse_bad("{\"model\":\"a\\udc00\"}", "", "not UTF-8");
+    /* surrogate escapes come in pairs, high then low */
+    parse_bad("{\"model\":\"a\\udc00\"}", "", "surrogate");
+    parse_bad("{\"model\":\"a\\ud800\"}", "", "surrogate");
+    parse_bad("{\"model\":\"a\\ud83d\\u0041\"}", "", "surrogate");
+    parse_bad("{\"model\":\"a\\ud83d\"}", "", "surrogate");
     parse_bad("{\"model\":\"a\\u0000\"}", "", "not UTF-8");
     parse_bad("{\n  \"model\": tru\n}", "", "invalid JSON at line 2");
+}
+
+static void test_escapes_depth_and_an_empty_stop_list(void **state)
+{
+    struct gw_request r;
+    /* a pair is one character; an escaped backslash before "ud800" is no escape */
+    json_t *o = parse_ok("{\"model\":\"a\\ud83d\\ude00\\\\ud800\",\"messages\":[{\"role\":\"user\","
+                         "\"content\":\"hi\"}],\"stop\":[]}",
+                         &r);
+    assert_string_equal(r.requested_model, "a\xf0\x9f\x98\x80\\ud800");
+    json_t *stop = json_object_get(json_object_get(o, "options"), "stop");
+    assert_true(json_is_array(stop));
+    assert_int_equal(json_array_size(stop), 0);
+    json_decref(o);
+    gw_request_free(&r);
+
+    /* 2048 containers deep is read (and skipped), one more is refused */
+    char body[8192];
+    for (int depth = 2047; depth <= 2048; depth++) {
+        int n = snprintf(body, sizeof body, "{\"model\":\"m\",\"x\":");
+        for (int i = 0; i < depth; i++)
+            body[n++] = '[';
+        for (int i = 0; i < depth; i++)
+            body[n++] = ']';
+        n += snprintf(body + n, sizeof body - (size_t)n,
+                      ",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+        if (depth == 2047) {
+            json_decref(parse_ok(body, &r));
+            gw_request_free(&r);
+        } else {
+            parse_bad(body, "", "maximum parsing depth");
+        }
+    }
 }
 
 int main(void)
@@ -301,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_field_order_does_not_change_the_ollama_body),
         cmocka_unit_test(test_the_first_fault_in_a_fixed_order_is_the_one_reported),
         cmocka_unit_test(test_json_faults_are_invalid_json_with_a_position),
+        cmocka_unit_test(test_escapes_depth_and_an_empty_stop_list),
         cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
         cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
         cmocka_unit_test(test_text_needing_escapes_survives_both_directions),
