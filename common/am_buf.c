@@ -68,14 +68,13 @@ int am_buf_printf(struct am_buf *b, const char *fmt, ...)
     return AM_OK;
 }
 
-int am_buf_json_string(struct am_buf *b, const char *s, size_t len)
+int am_buf_json_escaped(struct am_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     /* Most text needs no escaping: reserve for that and copy runs of plain bytes. */
-    int rc = reserve(b, len + 2);
+    int rc = reserve(b, len);
     if (rc)
         return rc;
-    b->data[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -114,9 +113,17 @@ int am_buf_json_string(struct am_buf *b, const char *s, size_t len)
         if ((rc = am_buf_append(b, esc, n)))
             return rc;
     }
-    if ((rc = am_buf_append(b, s + run, len - run)))
-        return rc;
-    return am_buf_append(b, "\"", 1);
+    return am_buf_append(b, s + run, len - run);
+}
+
+int am_buf_json_string(struct am_buf *b, const char *s, size_t len)
+{
+    int rc = reserve(b, len + 2);
+    if (!rc)
+        rc = am_buf_append(b, "\"", 1);
+    if (!rc)
+        rc = am_buf_json_escaped(b, s, len);
+    return rc ? rc : am_buf_append(b, "\"", 1);
 }
 
 char *am_buf_take(struct am_buf *b, size_t *len)

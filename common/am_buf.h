@@ -31,6 +31,9 @@ int am_buf_printf(struct am_buf *b, const char *fmt, ...) __attribute__((format(
  */
 int am_buf_json_string(struct am_buf *b, const char *s, size_t len);
 
+/* The same without the quotes: the escaped text, to join pieces into one JSON string. */
+int am_buf_json_escaped(struct am_buf *b, const char *s, size_t len);
+
 /* Hands the data to the caller (free() it) and leaves b empty. */
 char *am_buf_take(struct am_buf *b, size_t *len);
 

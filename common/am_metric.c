@@ -46,46 +46,6 @@ bool am_utf8_valid_len(const char *s, size_t len)
     return true;
 }
 
-static int hex4(const char *s)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-bool am_json_surrogates_valid(const char *s, size_t len)
-{
-    const char *p = s, *end = s + len;
-    while ((p = memchr(p, '\\', (size_t)(end - p)))) {
-        if (end - p < 2)
-            return true; /* the parser says what is wrong with that */
-        if (p[1] != 'u' || end - p < 6) {
-            p += 2;
-            continue;
-        }
-        int u = hex4(p + 2);
-        p += 6;
-        if (u >= 0xDC00 && u <= 0xDFFF)
-            return false; /* a second half without a first */
-        if (u < 0xD800 || u > 0xDBFF)
-            continue;
-        int low = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
-        if (low < 0xDC00 || low > 0xDFFF)
-            return false; /* a first half without its second */
-        p += 6;
-    }
-    return true;
-}
-
 bool am_utf8_valid(const char *s, size_t max)
 {
     size_t n = max == SIZE_MAX ? strlen(s) : strnlen(s, max + 1);

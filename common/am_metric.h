@@ -86,14 +86,4 @@ bool am_utf8_valid(const char *s, size_t max);
 /* True when the len bytes at s are valid UTF-8 without a NUL character. */
 bool am_utf8_valid_len(const char *s, size_t len);
 
-/*
- * True when every JSON escape of a UTF-16 surrogate (D800 to DFFF) in the
- * text s comes in a pair, high half then low half. yajl does not check: it
- * reads a lone high half as "?" and joins one with any escape that follows.
- */
-bool am_json_surrogates_valid(const char *s, size_t len);
-
-/* Containers nested deeper than this are refused, as jansson refuses them. */
-#define AM_JSON_MAX_DEPTH 2048
-
 #endif

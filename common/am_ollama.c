@@ -3,6 +3,7 @@
 #include "am_buf.h"
 #include "am_clock.h"
 #include "am_error.h"
+#include "am_json.h"
 #include "am_log.h"
 #include "am_metric.h"
 #include "am_ndjson.h"
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
 
 #define MAX_LINE    (1 << 20) /* one NDJSON line */
 #define MAX_CONTENT (4 << 20) /* all generated text of one call */
@@ -179,7 +179,6 @@ struct line_scan {
     int message_depth; /* depth of the "message" object while inside it, else 0 */
     enum line_key key; /* the key whose value comes next */
     uint32_t seen;     /* known keys met, by bit: a second one is refused */
-    const char *bad;   /* why the line is refused, when the parser itself is not */
     bool error;        /* the line has an "error" member */
     char error_msg[256];
     bool error_is_text;
@@ -192,8 +191,7 @@ struct line_scan {
     bool has_model, has_done_reason;
     int64_t counts[K_LOAD_DURATION + 1];
     uint32_t counted; /* counts read as non-negative integers, by bit */
-    yajl_handle parser;
-    size_t end; /* where the line's object ended */
+    struct am_json_parse json;
 };
 
 static void scan_copy(char *dst, size_t cap, const unsigned char *s, size_t len)
@@ -243,7 +241,7 @@ static int scan_null(void *ctx)
 {
     struct line_scan *sc = ctx;
     if (sc->depth == 0)
-        return sc->bad = "not an object", 0;
+        return am_json_refuse(&sc->json, "not an object");
     scan_other_value(sc, scan_value_key(sc));
     return 1;
 }
@@ -252,7 +250,7 @@ static int scan_boolean(void *ctx, int v)
 {
     struct line_scan *sc = ctx;
     if (sc->depth == 0)
-        return sc->bad = "not an object", 0;
+        return am_json_refuse(&sc->json, "not an object");
     enum line_key k = scan_value_key(sc);
     if (k == K_DONE)
         sc->done = v;
@@ -265,7 +263,7 @@ static int scan_integer(void *ctx, long long v)
 {
     struct line_scan *sc = ctx;
     if (sc->depth == 0)
-        return sc->bad = "not an object", 0;
+        return am_json_refuse(&sc->json, "not an object");
     enum line_key k = scan_value_key(sc);
     if (k >= K_EVAL_COUNT && k <= K_LOAD_DURATION && v >= 0) {
         sc->counts[k] = v;
@@ -285,11 +283,11 @@ static int scan_string(void *ctx, const unsigned char *s, size_t len)
 {
     struct line_scan *sc = ctx;
     if (sc->depth == 0)
-        return sc->bad = "not an object", 0;
+        return am_json_refuse(&sc->json, "not an object");
     enum line_key k = scan_value_key(sc);
     /* yajl lets lone surrogate escapes through as bytes that are not UTF-8. */
     if (k != K_OTHER && !am_utf8_valid_len((const char *)s, len))
-        return sc->bad = "a string that is not UTF-8 text", 0;
+        return am_json_refuse(&sc->json, "a string that is not UTF-8 text");
     switch (k) {
     case K_ERROR:
         sc->error = sc->error_is_text = true;
@@ -326,7 +324,7 @@ static int scan_map_key(void *ctx, const unsigned char *key, size_t len)
     for (int k = first; k <= last; k++) {
         if (strlen(line_keys[k]) == len && !memcmp(line_keys[k], key, len)) {
             if (sc->seen & (1u << k))
-                return sc->bad = "duplicate object key", 0;
+                return am_json_refuse(&sc->json, "duplicate object key");
             sc->seen |= 1u << k;
             sc->key = (enum line_key)k;
             break;
@@ -339,7 +337,7 @@ static int scan_start_map(void *ctx)
 {
     struct line_scan *sc = ctx;
     if (sc->depth >= AM_JSON_MAX_DEPTH)
-        return sc->bad = "maximum parsing depth reached", 0;
+        return am_json_refuse(&sc->json, "maximum parsing depth reached");
     enum line_key k = sc->depth == 0 ? K_OTHER : scan_value_key(sc);
     sc->depth++;
     if (k == K_MESSAGE)
@@ -355,7 +353,7 @@ static int scan_end_map(void *ctx)
     if (sc->depth == sc->message_depth)
         sc->message_depth = 0;
     if (--sc->depth == 0)
-        sc->end = yajl_get_bytes_consumed(sc->parser);
+        am_json_value_end(&sc->json);
     return 1;
 }
 
@@ -363,9 +361,9 @@ static int scan_start_array(void *ctx)
 {
     struct line_scan *sc = ctx;
     if (sc->depth >= AM_JSON_MAX_DEPTH)
-        return sc->bad = "maximum parsing depth reached", 0;
+        return am_json_refuse(&sc->json, "maximum parsing depth reached");
     if (sc->depth == 0)
-        return sc->bad = "not an object", 0;
+        return am_json_refuse(&sc->json, "not an object");
     scan_other_value(sc, scan_value_key(sc));
     sc->depth++;
     return 1;
@@ -391,51 +389,14 @@ static const yajl_callbacks scan_callbacks = {
     .yajl_end_array = scan_end_array,
 };
 
-/* Runs the parser over the line; NULL when it is a well-formed object, else why not. */
-static const char *scan_line(struct line_scan *sc, const char *line, size_t len, char *why,
-                             size_t cap)
-{
-    if (memchr(line, '\\', len) && !am_json_surrogates_valid(line, len))
-        return "an escaped UTF-16 surrogate without its other half";
-    yajl_handle h = yajl_alloc(&scan_callbacks, NULL, sc);
-    if (!h)
-        return "out of memory";
-    sc->parser = h;
-    yajl_status st = yajl_parse(h, (const unsigned char *)line, len);
-    if (st == yajl_status_ok)
-        st = yajl_complete_parse(h);
-    const char *bad = sc->bad;
-    if (st == yajl_status_error) {
-        unsigned char *e = yajl_get_error(h, 0, (const unsigned char *)line, len);
-        /* yajl's message ends in a newline. */
-        snprintf(why, cap, "%.*s", e ? (int)strcspn((const char *)e, "\n") : 0,
-                 e ? (const char *)e : "");
-        yajl_free_error(h, e);
-        bad = why[0] ? why : "malformed JSON";
-    } else if (st != yajl_status_ok && !bad) {
-        bad = "malformed JSON";
-    } else if (!bad && sc->depth != 0) {
-        bad = "incomplete JSON";
-    } else if (!bad) {
-        /* yajl lets an unfinished token after the object pass: only JSON's whitespace may follow.
-         */
-        for (size_t i = sc->end; i < len && !bad; i++)
-            if (!strchr(" \t\r\n", line[i]) || line[i] == '\0')
-                bad = "end of file expected";
-    }
-    yajl_free(h);
-    return bad;
-}
-
 int am_ollama_parse_line(struct am_ollama_result *res, const char *line, size_t len,
                          const char **delta, size_t *delta_len)
 {
     struct line_scan sc = {.res = res, .before = res->content_len};
-    char why[128];
     *delta = NULL;
     *delta_len = 0;
 
-    const char *bad = scan_line(&sc, line, len, why, sizeof why);
+    const char *bad = am_json_parse(&sc.json, &scan_callbacks, &sc, line, len);
     if (bad || sc.error || sc.text_bad || (sc.text_from == TEXT_NONE && sc.response_bad) ||
         sc.append_rc) {
         /* The line's text, if any went in, comes back out. */

@@ -2,6 +2,7 @@
 #include "openai.h"
 #include "am_buf.h"
 #include "am_error.h"
+#include "am_json.h"
 #include "am_metric.h"
 
 #include <inttypes.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
 
 #define MAX_MESSAGES 1024
 
@@ -80,11 +80,8 @@ enum rq_inner { I_OTHER, I_ROLE, I_CONTENT, I_TYPE, I_TEXT, I_INCLUDE_USAGE };
 static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
 
 struct rq_scan {
-    yajl_handle parser;
-    const char *bad; /* a fault yajl does not see (duplicate field, text that is not UTF-8) */
-    size_t bad_at;   /* its byte offset */
-    size_t end;      /* where the body's value ended */
-    int depth;       /* containers open */
+    struct am_json_parse json;
+    int depth; /* containers open */
     enum rq_ctx ctx[RQ_MAX_DEPTH + 1];
     bool not_object;     /* the body is JSON but not an object */
     enum rq_field field; /* the top-level field whose value comes next */
@@ -124,31 +121,10 @@ static enum rq_ctx rq_top(const struct rq_scan *sc)
     return sc->depth > RQ_MAX_DEPTH ? C_SKIP : sc->ctx[sc->depth];
 }
 
-static void rq_refuse(struct rq_scan *sc, const char *why)
-{
-    if (!sc->bad) {
-        sc->bad = why;
-        sc->bad_at = yajl_get_bytes_consumed(sc->parser);
-    }
-}
-
 static void rq_alloc(struct rq_scan *sc, int rc)
 {
     if (rc && !sc->alloc_rc)
         sc->alloc_rc = rc;
-}
-
-/* Appends the escaped text of s to b without the quotes around it. */
-static int rq_escaped(struct am_buf *b, const unsigned char *s, size_t len)
-{
-    size_t at = b->len;
-    int rc = am_buf_json_string(b, (const char *)s, len);
-    if (!rc) {
-        memmove(b->data + at, b->data + at + 1, b->len - at - 2);
-        b->len -= 2;
-        b->data[b->len] = '\0';
-    }
-    return rc;
 }
 
 /* The message being read is over: written out, or remembered as the first bad one. */
@@ -193,9 +169,8 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
 {
     enum rq_ctx at = rq_top(sc);
     if (sc->depth == 0) {
-        sc->end = yajl_get_bytes_consumed(sc->parser);
         if (kind != V_OBJECT && kind != V_ARRAY)
-            rq_refuse(sc, "'[' or '{' expected"); /* as jansson says it */
+            am_json_refuse(&sc->json, "'[' or '{' expected"); /* as jansson says it */
         sc->not_object = kind != V_OBJECT;
         return sc->not_object ? C_SKIP : C_TOP;
     }
@@ -244,7 +219,7 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
         } else if (k == I_CONTENT) {
             sc->content_kind = kind;
             if (text) {
-                rq_alloc(sc, rq_escaped(&sc->content, s, len));
+                rq_alloc(sc, am_buf_json_escaped(&sc->content, (const char *)s, len));
             } else if (kind == V_ARRAY) {
                 return C_PARTS;
             } else if (kind != V_NULL) {
@@ -273,7 +248,7 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
                 sc->part_bad = true;
             } else {
                 sc->part_text = true;
-                rq_alloc(sc, rq_escaped(&sc->content, s, len));
+                rq_alloc(sc, am_buf_json_escaped(&sc->content, (const char *)s, len));
             }
         }
         return C_SKIP;
@@ -302,25 +277,25 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
 static int rq_null(void *ctx)
 {
     rq_value(ctx, V_NULL, NULL, 0, 0, 0);
-    return !((struct rq_scan *)ctx)->bad;
+    return !((struct rq_scan *)ctx)->json.refused;
 }
 
 static int rq_boolean(void *ctx, int b)
 {
     rq_value(ctx, V_BOOL, NULL, 0, b, 0);
-    return !((struct rq_scan *)ctx)->bad;
+    return !((struct rq_scan *)ctx)->json.refused;
 }
 
 static int rq_integer(void *ctx, long long i)
 {
     rq_value(ctx, V_INT, NULL, 0, i, (double)i);
-    return !((struct rq_scan *)ctx)->bad;
+    return !((struct rq_scan *)ctx)->json.refused;
 }
 
 static int rq_double(void *ctx, double d)
 {
     rq_value(ctx, V_REAL, NULL, 0, 0, d);
-    return !((struct rq_scan *)ctx)->bad;
+    return !((struct rq_scan *)ctx)->json.refused;
 }
 
 static int rq_string(void *ctx, const unsigned char *s, size_t len)
@@ -328,35 +303,33 @@ static int rq_string(void *ctx, const unsigned char *s, size_t len)
     struct rq_scan *sc = ctx;
     /*
      * yajl's UTF-8 check lets overlong forms and NUL characters through:
-     * refused here, as jansson refuses them in the other bodies (lone
-     * surrogate escapes are refused before the parse).
+     * refused here, as jansson refuses them in the other bodies (unpaired
+     * surrogate escapes am_json_parse refuses before the parse).
      */
     if (!am_utf8_valid_len((const char *)s, len)) {
-        rq_refuse(sc, "a string that is not UTF-8 text");
-        return 0;
+        return am_json_refuse(&sc->json, "a string that is not UTF-8 text");
     }
     rq_value(sc, V_STRING, s, len, 0, 0);
-    return !sc->bad;
+    return !sc->json.refused;
 }
 
 static int rq_open(struct rq_scan *sc, enum rq_kind kind)
 {
     if (sc->depth >= AM_JSON_MAX_DEPTH) {
-        rq_refuse(sc, "maximum parsing depth reached");
-        return 0;
+        return am_json_refuse(&sc->json, "maximum parsing depth reached");
     }
     enum rq_ctx c = rq_value(sc, kind, NULL, 0, 0, 0);
     sc->depth++;
     if (sc->depth <= RQ_MAX_DEPTH)
         sc->ctx[sc->depth] = c;
-    return !sc->bad;
+    return !sc->json.refused;
 }
 
 static int rq_close(struct rq_scan *sc)
 {
     enum rq_ctx c = rq_top(sc);
     if (--sc->depth == 0)
-        sc->end = yajl_get_bytes_consumed(sc->parser);
+        am_json_value_end(&sc->json);
     if (c == C_MESSAGE) {
         rq_message_end(sc, true);
     } else if (c == C_PART) {
@@ -397,8 +370,7 @@ static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
     unsigned bit = 0;
     unsigned *seen = NULL;
     if (!am_utf8_valid_len((const char *)key, len)) {
-        rq_refuse(sc, "a key that is not UTF-8 text");
-        return 0;
+        return am_json_refuse(&sc->json, "a key that is not UTF-8 text");
     }
     sc->field = F_OTHER;
     sc->inner = I_OTHER;
@@ -407,8 +379,7 @@ static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
         for (int f = F_MODEL; f < F_NFIELDS; f++) {
             if (key_is(key, len, rq_fields[f])) {
                 if (sc->seen & (1u << f)) {
-                    rq_refuse(sc, "duplicate object key");
-                    return 0;
+                    return am_json_refuse(&sc->json, "duplicate object key");
                 }
                 sc->seen |= 1u << f;
                 sc->field = (enum rq_field)f;
@@ -433,8 +404,7 @@ static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
         if (key_is(key, len, "include_usage")) {
             sc->inner = I_INCLUDE_USAGE;
             if (sc->include_usage_kind != V_ABSENT) {
-                rq_refuse(sc, "duplicate object key");
-                return 0;
+                return am_json_refuse(&sc->json, "duplicate object key");
             }
         }
         return 1;
@@ -442,8 +412,7 @@ static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
         return 1;
     }
     if (bit && (*seen & bit)) {
-        rq_refuse(sc, "duplicate object key");
-        return 0;
+        return am_json_refuse(&sc->json, "duplicate object key");
     }
     *seen |= bit;
     return 1;
@@ -466,44 +435,11 @@ static const yajl_callbacks rq_callbacks = {
 static int rq_parse(struct rq_scan *sc, const char *body, size_t len, char *err, char *param,
                     size_t errlen)
 {
-    char why[160];
-    size_t at = 0;
-    const char *bad = NULL;
-    if (memchr(body, '\\', len) && !am_json_surrogates_valid(body, len))
-        return fail(err, param, errlen, NULL, "%s",
-                    "invalid JSON: an escaped UTF-16 surrogate without its other half");
-    sc->parser = yajl_alloc(&rq_callbacks, NULL, sc);
-    if (!sc->parser)
-        return fail(err, param, errlen, NULL, "%sout of memory", NULL);
-    yajl_status st = yajl_parse(sc->parser, (const unsigned char *)body, len);
-    if (st == yajl_status_ok)
-        st = yajl_complete_parse(sc->parser);
-    if (sc->bad) {
-        bad = sc->bad;
-        at = sc->bad_at;
-    } else if (st != yajl_status_ok) {
-        unsigned char *e = yajl_get_error(sc->parser, 0, (const unsigned char *)body, len);
-        /* "parse error: ..." or "lexical error: ...", ending in a newline */
-        const char *m = e ? strstr((const char *)e, ": ") : NULL;
-        snprintf(why, sizeof why, "%.*s", m ? (int)strcspn(m + 2, "\n") : 0, m ? m + 2 : "");
-        yajl_free_error(sc->parser, e);
-        bad = why[0] ? why : "malformed";
-        at = yajl_get_bytes_consumed(sc->parser);
-    } else if (sc->depth != 0) {
-        bad = "premature end of input";
-        at = len;
-    } else {
-        /* yajl lets an unfinished token after the value pass: only whitespace may follow. */
-        for (size_t i = sc->end; i < len && !bad; i++)
-            if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n')
-                bad = "end of file expected", at = i;
-    }
-    yajl_free(sc->parser);
-    sc->parser = NULL;
+    const char *bad = am_json_parse(&sc->json, &rq_callbacks, sc, body, len);
     if (!bad)
         return AM_OK;
     int line = 1, column = 0;
-    for (size_t i = 0; i < at && i < len; i++) {
+    for (size_t i = 0; i < sc->json.at && i < len; i++) {
         if (body[i] == '\n')
             line++, column = 0;
         else

@@ -289,6 +289,9 @@ static void test_json_faults_are_invalid_json_with_a_position(void **state)
     parse_bad("{\"model\":\"a\\ud800\"}", "", "surrogate");
     parse_bad("{\"model\":\"a\\ud83d\\u0041\"}", "", "surrogate");
     parse_bad("{\"model\":\"a\\ud83d\"}", "", "surrogate");
+    /* a body that ends in a backslash, or half an escape */
+    parse_bad("{\"model\":\"a\\", "", "invalid JSON");
+    parse_bad("{\"model\":\"a\\ud8", "", "invalid JSON");
     parse_bad("{\"model\":\"a\\u0000\"}", "", "not UTF-8");
     parse_bad("{\n  \"model\": tru\n}", "", "invalid JSON at line 2");
 }

@@ -1,0 +1,44 @@
+/*
+ * Reading JSON with yajl's event parser (no tree is built), with what yajl
+ * lets through and jansson does not closed here once for every reader:
+ * escaped UTF-16 surrogates that are not in pairs, an unfinished token
+ * after the value, and nesting without a limit (AM_JSON_MAX_DEPTH, checked
+ * by the readers' own start callbacks). Strings still need
+ * am_utf8_valid_len: yajl passes overlong forms and NUL characters.
+ */
+#ifndef AM_JSON_H
+#define AM_JSON_H
+
+#include <stddef.h>
+#include <yajl/yajl_parse.h>
+
+/* Containers nested deeper than this are refused, as jansson refuses them. */
+#define AM_JSON_MAX_DEPTH 2048
+
+struct am_json_parse {
+    yajl_handle parser;  /* while am_json_parse runs: callbacks may ask it where they are */
+    size_t end;          /* where the top-level value ended (am_json_value_end); 0: not known */
+    const char *refused; /* a callback's reason for stopping (am_json_refuse) */
+    size_t at;           /* the fault's byte offset, when am_json_parse returns one */
+    char why[160];
+};
+
+/* In a callback: the top-level value's closing bracket was just read. */
+void am_json_value_end(struct am_json_parse *p);
+
+/*
+ * In a callback: refuses the text for why (a static string; the first one
+ * is kept). Returns 0, what the callback returns to stop the parser.
+ */
+int am_json_refuse(struct am_json_parse *p, const char *why);
+
+/*
+ * Parses the len bytes at text with cb, ctx being their argument. Returns
+ * NULL when text is one JSON value followed by nothing but whitespace;
+ * else why not (a callback's reason, yajl's, or one of the faults above),
+ * with p->at its byte offset.
+ */
+const char *am_json_parse(struct am_json_parse *p, const yajl_callbacks *cb, void *ctx,
+                          const char *text, size_t len);
+
+#endif
