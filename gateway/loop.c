@@ -1,11 +1,15 @@
 /*
- * The gateway's event loop. One thread waits in curl_multi_poll on the
- * transfers of its libcurl multi handle and on the HTTP server's epoll
- * descriptor, then serves what is ready: the server's requests (whose
- * handlers submit jobs), the jobs' transfers and their callbacks, and the
- * responses that finished calls handed back. Nothing waits for another
- * thread on a request's path, and many requests are served per wake-up.
- * The transfers share the multi handle's cache of kept-alive connections;
+ * The gateway's event loop. One thread waits in epoll_wait on the sockets
+ * of its libcurl multi handle, on the HTTP server's descriptor and on an
+ * eventfd for jobs handed over from other threads, then serves what is
+ * ready: the server's requests (whose handlers submit jobs), the jobs'
+ * transfers and their callbacks, and the responses that finished calls
+ * handed back. The transfers run through libcurl's socket interface
+ * (curl_multi_socket_action): a wake-up costs what its ready sockets
+ * cost, not what every open transfer does, so a thousand slow streams
+ * cost no more per token than ten. Nothing waits for another thread on a
+ * request's path, and many requests are served per wake-up. The
+ * transfers share the multi handle's cache of kept-alive connections;
  * easy handles are kept for the next jobs.
  */
 #include "loop.h"
@@ -15,30 +19,81 @@
 #include "am_ollama.h"
 
 #include <curl/curl.h>
-#include <poll.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define MAX_SPARE       256 /* easy handles kept for the next jobs */
 #define MAX_CONNECTIONS 256 /* kept-alive connections to Ollama */
 #define TICK_MS         10
 #define IDLE_MS         1000
+#define MAX_EVENTS      256 /* epoll events taken per wake-up */
+
+/* epoll tags of the loop's own descriptors; a libcurl socket's tag is the socket. */
+#define TAG_HTTP ((uint64_t)1 << 32)
+#define TAG_WAKE ((uint64_t)2 << 32)
 
 struct gw_loop {
     pthread_t thread;
     bool started, joined;
     CURLM *multi;
     am_http_server *http;
+    int ep;             /* epoll: libcurl's sockets, the server's descriptor, wake */
+    int wake;           /* eventfd: jobs were queued, or stopping began */
     pthread_mutex_t mu; /* guards the queue, stopping and deadline */
     struct gw_job *head, *tail;
     bool stopping;
     int64_t deadline_ns;
     /* The thread's own. */
     struct gw_job *running;
+    int64_t curl_due_ns; /* when libcurl wants its timeout action; -1: no timer */
+    int64_t tick_due_ns; /* the next look for paused transfers */
     void *spare[MAX_SPARE];
     int nspare;
 };
+
+/* CURLMOPT_SOCKETFUNCTION: libcurl says which events of socket s it waits for. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    gw_loop *l = userp;
+    if (what == CURL_POLL_REMOVE) {
+        /* The socket may be closed already, which took it out of the set. */
+        (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.data.u64 = (uint64_t)s};
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    /* socketp marks a socket already in the set: libcurl keeps it until REMOVE. */
+    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(l->ep, op, s, &ev) && errno == (op == EPOLL_CTL_MOD ? ENOENT : EEXIST))
+        (void)epoll_ctl(l->ep, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
+    if (!socketp)
+        curl_multi_assign(l->multi, s, l);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: libcurl wants a timeout action in ms (0: at once; -1: none). */
+static int on_timer(CURLM *multi, long ms, void *userp)
+{
+    (void)multi;
+    gw_loop *l = userp;
+    l->curl_due_ns = ms < 0 ? -1 : am_clock_mono_ns() + (int64_t)ms * 1000000;
+    return 0;
+}
+
+static void wake_loop(gw_loop *l)
+{
+    uint64_t one = 1;
+    (void)!write(l->wake, &one, sizeof one);
+}
 
 static void put_spare(gw_loop *l, void *easy)
 {
@@ -89,12 +144,11 @@ static void finish_job(gw_loop *l, struct gw_job *job, int curl_code)
     put_spare(l, easy);
 }
 
-/* Runs the transfers and ends those that are over; returns how many ended. */
-static int run_transfers(gw_loop *l)
+/* Ends the transfers that are over. */
+static void end_transfers(gw_loop *l)
 {
-    int still = 0, left = 0, ended = 0;
+    int left = 0;
     CURLMsg *msg;
-    curl_multi_perform(l->multi, &still);
     while ((msg = curl_multi_info_read(l->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -103,18 +157,50 @@ static int run_transfers(gw_loop *l)
         struct gw_job *job = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
         finish_job(l, job, cc);
-        ended++;
     }
-    return ended;
+}
+
+/* Runs the transfers whose sockets are ready, then libcurl's timeout action if due. */
+static void run_transfers(gw_loop *l, const struct epoll_event *ev, int n)
+{
+    int still = 0;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u64 >= TAG_HTTP)
+            continue;
+        int mask = 0;
+        if (ev[i].events & EPOLLIN)
+            mask |= CURL_CSELECT_IN;
+        if (ev[i].events & EPOLLOUT)
+            mask |= CURL_CSELECT_OUT;
+        if (ev[i].events & (EPOLLERR | EPOLLHUP))
+            mask |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(l->multi, (curl_socket_t)ev[i].data.u64, mask, &still);
+    }
+    if (l->curl_due_ns >= 0 && am_clock_mono_ns() >= l->curl_due_ns) {
+        l->curl_due_ns = -1;
+        curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    }
+    end_transfers(l);
+}
+
+/* wait_ms shortened to reach due_ns (-1: none) from now. */
+static long until(long wait_ms, int64_t due_ns, int64_t now)
+{
+    if (due_ns < 0)
+        return wait_ms;
+    int64_t ms = due_ns <= now ? 0 : (due_ns - now + 999999) / 1000000;
+    return ms < wait_ms ? (long)ms : wait_ms;
 }
 
 static void *loop_main(void *arg)
 {
     gw_loop *l = arg;
-    struct curl_waitfd wfd = {.fd = l->http ? am_http_fd(l->http) : -1, .events = CURL_WAIT_POLLIN};
+    struct epoll_event ev[MAX_EVENTS];
+    int nev = 0;
+    bool http_due = l->http != NULL; /* the server has work: ready, or its timeout came */
     for (;;) {
         /* Requests first: their jobs start in this same pass. */
-        if (l->http)
+        if (http_due)
             am_http_run(l->http);
         pthread_mutex_lock(&l->mu);
         struct gw_job *q = l->head;
@@ -129,18 +215,20 @@ static void *loop_main(void *arg)
         }
         /* The answers of the calls that ended, and streams' new events, go out in this same pass.
          */
-        run_transfers(l);
+        run_transfers(l, ev, nev);
         if (l->http && am_http_pending(l->http))
             am_http_run(l->http);
 
-        bool ticking = false;
-        for (struct gw_job *job = l->running; job; job = job->next) {
-            if (job->wants_tick && job->tick)
-                job->tick(job);
-            ticking |= job->wants_tick;
+        /* Paused transfers are looked at every TICK_MS, not on every wake-up. */
+        int64_t now = am_clock_mono_ns();
+        if (l->running && now >= l->tick_due_ns) {
+            for (struct gw_job *job = l->running; job; job = job->next)
+                if (job->wants_tick && job->tick)
+                    job->tick(job);
+            l->tick_due_ns = now + (int64_t)TICK_MS * 1000000;
         }
 
-        long wait_ms = ticking ? TICK_MS : IDLE_MS;
+        long wait_ms = l->running ? until(IDLE_MS, l->tick_due_ns, now) : IDLE_MS;
         if (stopping) {
             if (l->running && am_clock_mono_ns() >= deadline) {
                 am_log_warn("aborting the calls to Ollama still running at shutdown");
@@ -156,13 +244,12 @@ static void *loop_main(void *arg)
                     am_http_run(l->http); /* what the last calls answered */
                 break;
             }
-            wait_ms = TICK_MS * 10;
+            wait_ms = wait_ms < TICK_MS * 10 ? wait_ms : TICK_MS * 10;
         }
-        if (l->http) {
-            long t = am_http_timeout_ms(l->http);
-            if (t >= 0 && t < wait_ms)
-                wait_ms = t;
-        }
+        wait_ms = until(wait_ms, l->curl_due_ns, now);
+        long http_ms = l->http ? am_http_timeout_ms(l->http) : -1;
+        if (http_ms >= 0 && http_ms < wait_ms)
+            wait_ms = http_ms;
         /*
          * Requests served by the second run above queued their jobs, and
          * the ticks may have resumed connections, without a wake-up.
@@ -171,9 +258,24 @@ static void *loop_main(void *arg)
         if (l->head)
             wait_ms = 0;
         pthread_mutex_unlock(&l->mu);
-        if (l->http && am_http_pending(l->http))
+        bool pending = l->http && am_http_pending(l->http);
+        if (pending)
             wait_ms = 0;
-        curl_multi_poll(l->multi, &wfd, wfd.fd >= 0 ? 1 : 0, (int)wait_ms, NULL);
+        nev = epoll_wait(l->ep, ev, MAX_EVENTS, (int)wait_ms);
+        if (nev < 0)
+            nev = 0; /* EINTR */
+        /* The server runs when its descriptor is ready or its timeout has come, not on every
+         * wake-up. */
+        http_due = pending || (http_ms >= 0 && http_ms <= wait_ms &&
+                               am_clock_mono_ns() >= now + http_ms * 1000000);
+        for (int i = 0; i < nev; i++) {
+            if (ev[i].data.u64 == TAG_HTTP) {
+                http_due = true;
+            } else if (ev[i].data.u64 == TAG_WAKE) {
+                uint64_t n;
+                (void)!read(l->wake, &n, sizeof n);
+            }
+        }
     }
     return NULL;
 }
@@ -201,7 +303,7 @@ void gw_loop_submit(gw_loop *l, struct gw_job *job)
     l->tail = job;
     pthread_mutex_unlock(&l->mu);
     if (wake)
-        curl_multi_wakeup(l->multi);
+        wake_loop(l);
 }
 
 int gw_loop_new(gw_loop **out)
@@ -209,22 +311,40 @@ int gw_loop_new(gw_loop **out)
     gw_loop *l = calloc(1, sizeof *l);
     if (!l)
         return AM_ENOMEM;
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_WAKE};
+    if (l->ep < 0 || l->wake < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake, &ev))
+        goto fail;
     /* curl_multi_init needs libcurl's global set-up, which the first easy handle does. */
     curl_easy_cleanup(am_curl_easy_new());
     l->multi = curl_multi_init();
-    if (!l->multi) {
-        free(l);
-        return AM_ENOMEM;
-    }
+    if (!l->multi)
+        goto fail;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)MAX_CONNECTIONS);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+    l->curl_due_ns = -1;
     pthread_mutex_init(&l->mu, NULL);
     *out = l;
     return AM_OK;
+fail:
+    if (l->ep >= 0)
+        close(l->ep);
+    if (l->wake >= 0)
+        close(l->wake);
+    free(l);
+    return AM_ENOMEM;
 }
 
 int gw_loop_start(gw_loop *l, am_http_server *http)
 {
     l->http = http;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_HTTP};
+    if (http && epoll_ctl(l->ep, EPOLL_CTL_ADD, am_http_fd(http), &ev))
+        return AM_ENOMEM;
     /* Set under the lock: gw_loop_submit compares the caller's thread with it. */
     pthread_mutex_lock(&l->mu);
     int rc = pthread_create(&l->thread, NULL, loop_main, l);
@@ -241,7 +361,7 @@ void gw_loop_stop_begin(gw_loop *l, int timeout_ms)
         l->deadline_ns = am_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
     }
     pthread_mutex_unlock(&l->mu);
-    curl_multi_wakeup(l->multi);
+    wake_loop(l);
 }
 
 void gw_loop_stop(gw_loop *l, int timeout_ms)
@@ -268,6 +388,8 @@ void gw_loop_free(gw_loop *l)
     while (l->nspare > 0)
         curl_easy_cleanup(l->spare[--l->nspare]);
     curl_multi_cleanup(l->multi);
+    close(l->ep);
+    close(l->wake);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }
