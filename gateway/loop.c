@@ -23,8 +23,10 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define MAX_SPARE       256 /* easy handles kept for the next jobs */
@@ -52,31 +54,103 @@ struct gw_loop {
     struct gw_job *running;
     int64_t curl_due_ns; /* when libcurl wants its timeout action; -1: no timer */
     int64_t tick_due_ns; /* the next look for paused transfers */
+    uint8_t *sock;       /* S_* flags by socket */
+    size_t nsock;
     void *spare[MAX_SPARE];
     int nspare;
 };
+
+/*
+ * What the loop knows of a socket, by descriptor. A connection's socket
+ * stays in the epoll set while it waits in libcurl's cache between
+ * transfers, so that a call on a kept-alive connection costs no epoll_ctl;
+ * that is safe only for sockets the loop saw opened and sees closed
+ * (S_OWNED, by the callbacks below). Others (the resolver's wake-up
+ * pipe) leave the set as libcurl lets go of them.
+ */
+enum {
+    S_IN = 1,     /* registered for EPOLLIN */
+    S_OUT = 2,    /* registered for EPOLLOUT */
+    S_SET = 4,    /* in the epoll set */
+    S_WANTED = 8, /* libcurl waits on it (not only cached) */
+    S_OWNED = 16, /* opened through on_open; on_close will see it closed */
+};
+
+/* The state of socket s, the table grown to hold it; NULL when it cannot grow. */
+static uint8_t *sock_state(gw_loop *l, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if ((size_t)s >= l->nsock) {
+        size_t n = l->nsock ? l->nsock : 256;
+        while (n <= (size_t)s)
+            n *= 2;
+        uint8_t *t = realloc(l->sock, n);
+        if (!t)
+            return NULL;
+        memset(t + l->nsock, 0, n - l->nsock);
+        l->sock = t;
+        l->nsock = n;
+    }
+    return &l->sock[s];
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: a new socket for a connection to Ollama. */
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    gw_loop *l = clientp;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    uint8_t *st = s >= 0 ? sock_state(l, s) : NULL;
+    if (st)
+        *st = S_OWNED;
+    return s >= 0 ? s : CURL_SOCKET_BAD;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: closing takes the socket out of the epoll set. */
+static int on_close(void *clientp, curl_socket_t s)
+{
+    gw_loop *l = clientp;
+    if (s >= 0 && (size_t)s < l->nsock)
+        l->sock[s] = 0;
+    return close(s);
+}
 
 /* CURLMOPT_SOCKETFUNCTION: libcurl says which events of socket s it waits for. */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
+    (void)socketp;
     gw_loop *l = userp;
+    uint8_t *st = sock_state(l, s);
+    bool kept = st && (*st & (S_OWNED | S_SET)) == (S_OWNED | S_SET);
     if (what == CURL_POLL_REMOVE) {
+        if (kept) {
+            *st &= (uint8_t)~S_WANTED; /* back in the cache, or about to be closed */
+            return 0;
+        }
         /* The socket may be closed already, which took it out of the set. */
         (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
+        if (st)
+            *st &= S_OWNED;
+        return 0;
+    }
+    uint8_t want =
+        (uint8_t)(((what & CURL_POLL_IN) ? S_IN : 0) | ((what & CURL_POLL_OUT) ? S_OUT : 0));
+    if (kept && (*st & (S_IN | S_OUT)) == want) {
+        *st |= S_WANTED;
         return 0;
     }
     struct epoll_event ev = {.data.u64 = (uint64_t)s};
-    if (what & CURL_POLL_IN)
+    if (want & S_IN)
         ev.events |= EPOLLIN;
-    if (what & CURL_POLL_OUT)
+    if (want & S_OUT)
         ev.events |= EPOLLOUT;
-    /* socketp marks a socket already in the set: libcurl keeps it until REMOVE. */
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int op = kept ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(l->ep, op, s, &ev) && errno == (op == EPOLL_CTL_MOD ? ENOENT : EEXIST))
         (void)epoll_ctl(l->ep, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
-    if (!socketp)
-        curl_multi_assign(l->multi, s, l);
+    if (st)
+        *st = (uint8_t)((*st & S_OWNED) | S_SET | S_WANTED | want);
     return 0;
 }
 
@@ -116,6 +190,10 @@ static void start_job(gw_loop *l, struct gw_job *job)
         return;
     }
     curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, l);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, l);
     if (curl_multi_add_handle(l->multi, easy) != CURLM_OK) {
         put_spare(l, easy);
         job->done(job, CURLE_OUT_OF_MEMORY);
@@ -167,6 +245,14 @@ static void run_transfers(gw_loop *l, const struct epoll_event *ev, int n)
     for (int i = 0; i < n; i++) {
         if (ev[i].data.u64 >= TAG_HTTP)
             continue;
+        curl_socket_t s = (curl_socket_t)ev[i].data.u64;
+        if ((size_t)s < l->nsock && (l->sock[s] & (S_SET | S_WANTED)) == S_SET) {
+            /* A cached connection that Ollama closed, or wrote to unasked: libcurl finds out when
+             * it next takes it. */
+            (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
+            l->sock[s] &= S_OWNED;
+            continue;
+        }
         int mask = 0;
         if (ev[i].events & EPOLLIN)
             mask |= CURL_CSELECT_IN;
@@ -174,7 +260,7 @@ static void run_transfers(gw_loop *l, const struct epoll_event *ev, int n)
             mask |= CURL_CSELECT_OUT;
         if (ev[i].events & (EPOLLERR | EPOLLHUP))
             mask |= CURL_CSELECT_ERR;
-        curl_multi_socket_action(l->multi, (curl_socket_t)ev[i].data.u64, mask, &still);
+        curl_multi_socket_action(l->multi, s, mask, &still);
     }
     if (l->curl_due_ns >= 0 && am_clock_mono_ns() >= l->curl_due_ns) {
         l->curl_due_ns = -1;
@@ -390,6 +476,7 @@ void gw_loop_free(gw_loop *l)
     curl_multi_cleanup(l->multi);
     close(l->ep);
     close(l->wake);
+    free(l->sock);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }

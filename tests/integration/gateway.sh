@@ -106,6 +106,34 @@ am_assert_eq "slow reader: every token" 10000 "$(grep '^data: {' "$AM_TEST_TMP/s
 	sed 's/^data: //' | jq -r 'select(.choices | length > 0) | .choices[0].delta.content // empty' | grep -c .)"
 am_assert_eq "slow reader: the call succeeded" 1 \
 	"$(curl -fs "$GATEWAY/metrics" | awk '/^athena_gateway_calls_ok_total / { print $2 }')"
+
+# 3e. Ollama restarting closes the kept-alive connections the gateway holds;
+# the calls after it open new ones (whose sockets may reuse the old
+# descriptor numbers) and are answered, as many at once as before.
+sim_start restart SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=300 SIM_ANSWER_TOKENS=5
+restart_url=$SIM_URL
+# By name: libcurl's resolver and its connection attempts open and close sockets of their own.
+gateway_start gw-restart OLLAMA_URL="http://localhost:${restart_url##*:}" METRICS_ENABLED=false GATEWAY_THREADS=1
+calls_at_once() {
+	local label=$1 i pids=()
+	for i in 1 2 3 4 5 6; do
+		chat "{\"model\":\"phi3:mini\",$msgs}" >"$AM_TEST_TMP/restart-$label-$i" &
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || am_fail "$label: call $((i + 1)) failed"
+		am_assert_eq "$label: call $((i + 1))" 200 "$(http_status "$(<"$AM_TEST_TMP/restart-$label-$((i + 1))")")"
+	done
+}
+calls_at_once "before the restart"
+kept=$(ss -Htn state established "( dport = :${restart_url##*:} )" | wc -l)
+((kept >= 1)) || am_fail "the gateway kept no connection to Ollama after its calls"
+am_stop restart
+am_bg restart-again env LISTEN_ADDR="127.0.0.1:${restart_url##*:}" SIM_TOKENS_PER_SECOND=100000 \
+	SIM_TTFT_MS=300 SIM_ANSWER_TOKENS=5 "$AM_BIN_DIR/athena-ollama-sim"
+am_wait_for "Ollama back" 30 curl -fs "$restart_url/api/version"
+calls_at_once "after the restart"
+calls_at_once "after the restart, on the new connections"
 GATEWAY=$measured_gateway
 
 # 4. Failures are answered in OpenAI's shape and measured.
