@@ -173,8 +173,9 @@ bench_pg_start() {
 		return 0
 	fi
 	if [[ -n ${AM_BENCH_CLUSTER_URL:-} ]]; then
-		# bench/run's cluster: a database of our own in it, dropped at exit.
-		local db=am_bench_${BENCH_NAME}_$$
+		# bench/run's cluster: a database of our own in it, dropped at exit
+		# (a plain identifier: gateway-streams becomes gateway_streams).
+		local db=am_bench_${BENCH_NAME//[^a-z0-9_]/_}_$$
 		"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 "$AM_BENCH_CLUSTER_URL" -c "CREATE DATABASE $db" >&2
 		_bench_dropdb=$db
 		BENCH_DB_URL=${AM_BENCH_CLUSTER_URL%/*}/$db
