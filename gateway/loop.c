@@ -147,8 +147,21 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (want & S_OUT)
         ev.events |= EPOLLOUT;
     int op = kept ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(l->ep, op, s, &ev) && errno == (op == EPOLL_CTL_MOD ? ENOENT : EEXIST))
-        (void)epoll_ctl(l->ep, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
+    int rc = epoll_ctl(l->ep, op, s, &ev);
+    if (rc && errno == (op == EPOLL_CTL_MOD ? ENOENT : EEXIST))
+        rc = epoll_ctl(l->ep, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
+    if (rc) {
+        /*
+         * Out of kernel memory or epoll watches: the transfer waits for its
+         * timeout. Nothing is recorded, so the next change tries again
+         * (an error returned here would make libcurl give up the whole
+         * multi handle).
+         */
+        am_log_warn("cannot watch a connection to Ollama: %s", strerror(errno));
+        if (st)
+            *st &= S_OWNED;
+        return 0;
+    }
     if (st)
         *st = (uint8_t)((*st & S_OWNED) | S_SET | S_WANTED | want);
     return 0;
@@ -308,9 +321,12 @@ static void *loop_main(void *arg)
         /* Paused transfers are looked at every TICK_MS, not on every wake-up. */
         int64_t now = am_clock_mono_ns();
         if (l->running && now >= l->tick_due_ns) {
-            for (struct gw_job *job = l->running; job; job = job->next)
-                if (job->wants_tick && job->tick)
-                    job->tick(job);
+            for (struct gw_job *job = l->running, *next; job; job = next) {
+                next = job->next; /* finish_job unlinks job */
+                int cc = job->wants_tick && job->tick ? job->tick(job) : 0;
+                if (cc)
+                    finish_job(l, job, cc);
+            }
             l->tick_due_ns = now + (int64_t)TICK_MS * 1000000;
         }
 

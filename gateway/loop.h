@@ -25,8 +25,12 @@ struct gw_job {
      * started). The job belongs to its owner again; done may free it.
      */
     void (*done)(struct gw_job *job, int curl_code);
-    /* Called about every 10 ms while wants_tick is set (a paused transfer); may be NULL. */
-    void (*tick)(struct gw_job *job);
+    /*
+     * Called about every 10 ms while wants_tick is set (a paused transfer);
+     * may be NULL. Non-zero (a CURLcode): the transfer ends with it, and
+     * done follows at once.
+     */
+    int (*tick)(struct gw_job *job);
     bool wants_tick;            /* set and cleared by the owner, on the loop's thread */
     void *easy;                 /* the transfer's handle while it runs (for curl_easy_pause) */
     struct gw_job *prev, *next; /* the loop's */

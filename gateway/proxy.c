@@ -53,6 +53,7 @@ struct gw_proxy {
     int calls, streams;   /* chat calls running, and how many of them stream */
     bool draining;        /* shutting down: new calls are refused */
     _Atomic uint64_t calls_ok, calls_error, calls_rejected, streams_rejected;
+    _Atomic int streams_paused;    /* transfers held back for a slow client */
     _Atomic uint64_t responses[6]; /* by status class: 1xx..5xx, [0] other */
     struct am_prom_histogram latency, ttft, tokens;
 };
@@ -248,13 +249,29 @@ static int emit(struct call *c, char *ev)
         /* The client reads slower than Ollama writes: stop reading from Ollama for a while. */
         c->paused_ns = am_clock_mono_ns();
         c->job.wants_tick = true;
+        atomic_fetch_add(&c->proxy->streams_paused, 1);
         curl_easy_pause(c->job.easy, CURLPAUSE_RECV);
     }
     return rc;
 }
 
-/* While the transfer is paused: resume it when the client has caught up, or has left. */
-static void call_tick(struct gw_job *job)
+/* The transfer runs again (or ends): no longer counted as paused. */
+static void unpause(struct call *c)
+{
+    if (!c->paused_ns)
+        return;
+    c->paused_ns = 0;
+    c->job.wants_tick = false;
+    atomic_fetch_sub(&c->proxy->streams_paused, 1);
+}
+
+/*
+ * While the transfer is paused: resume it when the client has caught up;
+ * end it, not resumed, when the client has left. (Resumed, libcurl would
+ * hand the gone client what it holds, fail in curl_easy_pause, and leave
+ * the transfer waiting for its timeout.)
+ */
+static int call_tick(struct gw_job *job)
 {
     struct call *c = (struct call *)job;
     if (am_http_stream_closed(c->stream))
@@ -262,11 +279,12 @@ static void call_tick(struct gw_job *job)
     else if (am_clock_mono_ns() - c->paused_ns > (int64_t)c->proxy->cfg.timeout_ms * 1000000)
         c->client_gone = true; /* a client this slow is treated as gone */
     else if (am_http_stream_pending(c->stream) > STREAM_PAUSE / 2)
-        return;
-    c->paused_ns = 0;
-    c->job.wants_tick = false;
+        return 0;
     /* libcurl may deliver what it holds right here, so the flags are cleared first. */
-    curl_easy_pause(c->job.easy, CURLPAUSE_CONT);
+    unpause(c);
+    if (c->client_gone)
+        return CURLE_WRITE_ERROR;
+    return (int)curl_easy_pause(c->job.easy, CURLPAUSE_CONT);
 }
 
 /* The first token of a streaming call: the client gets 200 and the stream from now on. */
@@ -388,6 +406,7 @@ static void call_done(struct gw_job *job, int curl_code)
     bool stream = c->req.stream;
 
     c->ended = true;
+    unpause(c); /* a transfer can end paused: aborted at shutdown */
     if (c->xfer) {
         c->rc = am_ollama_xfer_end(c->xfer, curl_code);
         c->xfer = NULL;
@@ -608,6 +627,10 @@ static void write_metrics(gw_proxy *p, struct am_http_response *resp)
     pthread_mutex_unlock(&p->mu);
     am_prom_gauge(&b, "athena_gateway_calls", "Calls to Ollama running now.", calls);
     am_prom_gauge(&b, "athena_gateway_streams", "Streaming calls running now.", streams);
+    am_prom_gauge(
+        &b, "athena_gateway_streams_paused",
+        "Streaming calls whose Ollama transfer is held back for a client that reads slowly.",
+        atomic_load(&p->streams_paused));
     am_prom_family(&b, "athena_gateway_responses_total", "counter",
                    "HTTP responses by status class.");
     static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};

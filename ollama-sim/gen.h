@@ -14,7 +14,7 @@ enum sim_api {
 };
 
 /* Bounds of what a request may ask for. */
-#define SIM_MAX_ANSWER_TOKENS 10000
+#define SIM_MAX_ANSWER_TOKENS 100000
 #define SIM_MAX_TOKENS_PER_S  100000
 #define SIM_MAX_TTFT_MS       600000
 #define SIM_MAX_STALL_MS      3600000

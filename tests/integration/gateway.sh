@@ -94,8 +94,7 @@ prom=$(curl -fs "$GATEWAY/metrics")
 am_assert_eq "refusal counted" 1 "$(awk '/^athena_gateway_calls_rejected_total / { print $2 }' <<<"$prom")"
 
 # 3d. A client that reads slower than Ollama writes still gets the whole
-# stream: about 1.7 MiB of events at 100000 tokens/s, read at 512 KiB/s (the
-# gateway holds the Ollama transfer while more than 1 MiB waits).
+# stream: about 1.7 MiB of events at 100000 tokens/s, read at 512 KiB/s.
 sim_start big SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=10000
 gateway_start gw-slow-reader OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false
 curl -sN --limit-rate 512k -H 'Content-Type: application/json' \
@@ -107,7 +106,26 @@ am_assert_eq "slow reader: every token" 10000 "$(grep '^data: {' "$AM_TEST_TMP/s
 am_assert_eq "slow reader: the call succeeded" 1 \
 	"$(curl -fs "$GATEWAY/metrics" | awk '/^athena_gateway_calls_ok_total / { print $2 }')"
 
-# 3e. Ollama restarting closes the kept-alive connections the gateway holds;
+# 3e. A client that stops reading gets its Ollama transfer held back once
+# 1 MiB waits in the gateway (the answer, about 7 MiB of events, outgrows
+# what the kernel buffers on a loopback connection, up to 4 MiB); when it
+# then leaves, the call ends at once, not when GATEWAY_TIMEOUT_S runs out.
+sim_start huge SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=40000
+gateway_start gw-leaver OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false GATEWAY_TIMEOUT_S=120
+body="{\"model\":\"phi3:mini\",$msgs,\"stream\":true}"
+exec {leaver}<>"/dev/tcp/127.0.0.1/${GATEWAY##*:}"
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
+	"${#body}" "$body" >&"$leaver"
+am_wait_for "the transfer held back for the client that does not read" 30 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_streams_paused 1'"
+exec {leaver}>&-
+am_wait_for "the call ended with its client" 10 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_calls 0'"
+prom=$(curl -fs "$GATEWAY/metrics")
+am_assert_eq "the left call counted as failed" 1 "$(awk '/^athena_gateway_calls_error_total / { print $2 }' <<<"$prom")"
+am_assert_eq "no transfer held back" 0 "$(awk '/^athena_gateway_streams_paused / { print $2 }' <<<"$prom")"
+
+# 3f. Ollama restarting closes the kept-alive connections the gateway holds;
 # the calls after it open new ones (whose sockets may reuse the old
 # descriptor numbers) and are answered, as many at once as before.
 sim_start restart SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=300 SIM_ANSWER_TOKENS=5
