@@ -260,8 +260,10 @@ static void run_transfers(gw_loop *l, const struct epoll_event *ev, int n)
             continue;
         curl_socket_t s = (curl_socket_t)ev[i].data.u64;
         if ((size_t)s < l->nsock && (l->sock[s] & (S_SET | S_WANTED)) == S_SET) {
-            /* A cached connection that Ollama closed, or wrote to unasked: libcurl finds out when
-             * it next takes it. */
+            /*
+             * A cached connection that Ollama closed, or wrote to unasked:
+             * libcurl finds out when it next takes it.
+             */
             (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
             l->sock[s] &= S_OWNED;
             continue;
