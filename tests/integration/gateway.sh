@@ -107,16 +107,23 @@ am_assert_eq "slow reader: the call succeeded" 1 \
 	"$(curl -fs "$GATEWAY/metrics" | awk '/^athena_gateway_calls_ok_total / { print $2 }')"
 
 # 3e. A client that stops reading gets its Ollama transfer held back once
-# 1 MiB waits in the gateway (the answer, about 7 MiB of events, outgrows
-# what the kernel buffers on a loopback connection, up to 4 MiB); when it
+# 1 MiB waits in the gateway: the answer (about 185 bytes of events a token)
+# outgrows what the kernel buffers on the loopback connection (the
+# gateway's send buffer grows up to tcp_wmem's maximum, 4 MiB by default,
+# and the client's receive buffer holds about 128 KiB more). When the client
 # then leaves, the call ends at once, not when GATEWAY_TIMEOUT_S runs out.
-sim_start huge SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=40000
+wmem_max=$(awk '{ print $3 }' /proc/sys/net/ipv4/tcp_wmem)
+huge_tokens=$(((wmem_max + (4 << 20)) / 150))
+# (100000, the simulator's most, about 18 MB of events, outgrows a maximum of up to 16 MiB)
+((huge_tokens <= 100000)) || huge_tokens=100000
+((huge_tokens >= 20000)) || huge_tokens=20000
+sim_start huge SIM_TOKENS_PER_SECOND=100000 SIM_TTFT_MS=0 "SIM_ANSWER_TOKENS=$huge_tokens"
 gateway_start gw-leaver OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false GATEWAY_TIMEOUT_S=120
 body="{\"model\":\"phi3:mini\",$msgs,\"stream\":true}"
 exec {leaver}<>"/dev/tcp/127.0.0.1/${GATEWAY##*:}"
 printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
 	"${#body}" "$body" >&"$leaver"
-am_wait_for "the transfer held back for the client that does not read" 30 \
+am_wait_for "the transfer held back for the client that does not read ($huge_tokens tokens; tcp_wmem max $wmem_max)" 30 \
 	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_streams_paused 1'"
 exec {leaver}>&-
 am_wait_for "the call ended with its client" 10 \
