@@ -33,6 +33,17 @@ void am_json_value_end(struct am_json_parse *p);
 int am_json_refuse(struct am_json_parse *p, const char *why);
 
 /*
+ * In a map-key callback, for a reader that knows some of an object's keys:
+ * which of names[first..last] key is, its bit (1 << index) set in *seen.
+ * AM_JSON_KEY_OTHER: none of them. AM_JSON_KEY_TWICE: one already met in
+ * this object, and the text is refused (the callback returns 0).
+ */
+#define AM_JSON_KEY_OTHER (-1)
+#define AM_JSON_KEY_TWICE (-2)
+int am_json_key(struct am_json_parse *p, const char *const *names, int first, int last,
+                unsigned *seen, const unsigned char *key, size_t len);
+
+/*
  * Parses the len bytes at text with cb, ctx being their argument. Returns
  * NULL when text is one JSON value followed by nothing but whitespace;
  * else why not (a callback's reason, yajl's, or one of the faults above),

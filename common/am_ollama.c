@@ -178,7 +178,7 @@ struct line_scan {
     int depth;         /* containers open; 1: inside the line's object */
     int message_depth; /* depth of the "message" object while inside it, else 0 */
     enum line_key key; /* the key whose value comes next */
-    uint32_t seen;     /* known keys met, by bit: a second one is refused */
+    unsigned seen;     /* known keys met, by bit: a second one is refused */
     bool error;        /* the line has an "error" member */
     char error_msg[256];
     bool error_is_text;
@@ -321,15 +321,11 @@ static int scan_map_key(void *ctx, const unsigned char *key, size_t len)
         first = K_ERROR, last = K_LOAD_DURATION;
     else
         return 1;
-    for (int k = first; k <= last; k++) {
-        if (strlen(line_keys[k]) == len && !memcmp(line_keys[k], key, len)) {
-            if (sc->seen & (1u << k))
-                return am_json_refuse(&sc->json, "duplicate object key");
-            sc->seen |= 1u << k;
-            sc->key = (enum line_key)k;
-            break;
-        }
-    }
+    int k = am_json_key(&sc->json, line_keys, first, last, &sc->seen, key, len);
+    if (k == AM_JSON_KEY_TWICE)
+        return 0;
+    if (k != AM_JSON_KEY_OTHER)
+        sc->key = (enum line_key)k;
     return 1;
 }
 

@@ -75,6 +75,15 @@ enum rq_ctx { C_TOP, C_MESSAGES, C_MESSAGE, C_PARTS, C_PART, C_STREAM_OPTIONS, C
 /* Keys that matter inside a message, a content part and stream_options. */
 enum rq_inner { I_OTHER, I_ROLE, I_CONTENT, I_TYPE, I_TEXT, I_INCLUDE_USAGE };
 
+/* The keys read inside a message, a content part and stream_options, by their rq_inner. */
+static const char *const rq_inner_keys[] = {
+    [I_ROLE] = "role",
+    [I_CONTENT] = "content",
+    [I_TYPE] = "type",
+    [I_TEXT] = "text",
+    [I_INCLUDE_USAGE] = "include_usage",
+};
+
 #define RQ_MAX_DEPTH 8 /* deeper containers are only skipped */
 
 static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
@@ -83,10 +92,11 @@ struct rq_scan {
     struct am_json_parse json;
     int depth; /* containers open */
     enum rq_ctx ctx[RQ_MAX_DEPTH + 1];
-    bool not_object;     /* the body is JSON but not an object */
-    enum rq_field field; /* the top-level field whose value comes next */
-    enum rq_inner inner; /* the inner key whose value comes next */
-    uint32_t seen;       /* top-level fields met, by bit */
+    bool not_object;       /* the body is JSON but not an object */
+    enum rq_field field;   /* the top-level field whose value comes next */
+    enum rq_inner inner;   /* the inner key whose value comes next */
+    unsigned seen;         /* top-level fields met, by bit */
+    unsigned options_seen; /* stream_options' include_usage met (bit) */
     struct rq_value v[F_NFIELDS];
     /* "model" */
     char model[256];
@@ -359,62 +369,38 @@ static int rq_end_array(void *ctx)
     return rq_close(ctx);
 }
 
-static bool key_is(const unsigned char *key, size_t len, const char *name)
-{
-    return strlen(name) == len && !memcmp(key, name, len);
-}
-
 static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
 {
     struct rq_scan *sc = ctx;
-    unsigned bit = 0;
-    unsigned *seen = NULL;
     if (!am_utf8_valid_len((const char *)key, len)) {
         return am_json_refuse(&sc->json, "a key that is not UTF-8 text");
     }
     sc->field = F_OTHER;
     sc->inner = I_OTHER;
+    int k;
     switch (rq_top(sc)) {
     case C_TOP:
-        for (int f = F_MODEL; f < F_NFIELDS; f++) {
-            if (key_is(key, len, rq_fields[f])) {
-                if (sc->seen & (1u << f)) {
-                    return am_json_refuse(&sc->json, "duplicate object key");
-                }
-                sc->seen |= 1u << f;
-                sc->field = (enum rq_field)f;
-            }
-        }
-        return 1;
+        k = am_json_key(&sc->json, rq_fields, F_MODEL, F_NFIELDS - 1, &sc->seen, key, len);
+        if (k >= 0)
+            sc->field = (enum rq_field)k;
+        break;
     case C_MESSAGE:
-        seen = &sc->msg_seen;
-        if (key_is(key, len, "role"))
-            sc->inner = I_ROLE, bit = 1;
-        else if (key_is(key, len, "content"))
-            sc->inner = I_CONTENT, bit = 2;
+        k = am_json_key(&sc->json, rq_inner_keys, I_ROLE, I_CONTENT, &sc->msg_seen, key, len);
         break;
     case C_PART:
-        seen = &sc->part_seen;
-        if (key_is(key, len, "type"))
-            sc->inner = I_TYPE, bit = 1;
-        else if (key_is(key, len, "text"))
-            sc->inner = I_TEXT, bit = 2;
+        k = am_json_key(&sc->json, rq_inner_keys, I_TYPE, I_TEXT, &sc->part_seen, key, len);
         break;
     case C_STREAM_OPTIONS:
-        if (key_is(key, len, "include_usage")) {
-            sc->inner = I_INCLUDE_USAGE;
-            if (sc->include_usage_kind != V_ABSENT) {
-                return am_json_refuse(&sc->json, "duplicate object key");
-            }
-        }
-        return 1;
+        k = am_json_key(&sc->json, rq_inner_keys, I_INCLUDE_USAGE, I_INCLUDE_USAGE,
+                        &sc->options_seen, key, len);
+        break;
     default:
         return 1;
     }
-    if (bit && (*seen & bit)) {
-        return am_json_refuse(&sc->json, "duplicate object key");
-    }
-    *seen |= bit;
+    if (k == AM_JSON_KEY_TWICE)
+        return 0;
+    if (k >= 0 && rq_top(sc) != C_TOP)
+        sc->inner = (enum rq_inner)k;
     return 1;
 }
 
