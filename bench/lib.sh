@@ -503,6 +503,63 @@ bench_wrk() {
 	fi
 }
 
+# bench_alive PID LOG WHAT: die, showing the end of LOG and the exit status,
+# when PID has exited.
+bench_alive() {
+	kill -0 "$1" 2>/dev/null && return 0
+	local status=0
+	wait "$1" || status=$?
+	tail -n 20 "$2" >&2
+	((status <= 128)) || status="$status (signal $((status - 128)))"
+	am_die "$3 died (exit status $status)"
+}
+
+# bench_sim_start NAME ENV...: athena-ollama-sim with ENV on a free port,
+# logging to $BENCH_TMP/NAME.log, once it is ready; sets STARTED_PID,
+# STARTED_URL and STARTED_PORT.
+# shellcheck disable=SC2034 # STARTED_* are for the caller
+bench_sim_start() {
+	local name=$1 log
+	shift
+	bench_port
+	STARTED_PORT=$BENCH_PORT
+	STARTED_URL=http://127.0.0.1:$BENCH_PORT
+	log=$BENCH_TMP/$name.log
+	bench_bg "$log" env "$@" "$BENCH_BIN/athena-ollama-sim" --listen "127.0.0.1:$STARTED_PORT"
+	STARTED_PID=$BENCH_BG_PID
+	bench_wait_http "$STARTED_URL/ready" "$STARTED_PID" "$log"
+	bench_log "athena-ollama-sim ($name) pid $STARTED_PID on $STARTED_URL ($*)"
+}
+
+# bench_wait_subscribed URL GAUGE PID LOG WHAT: wait (30 s at most) until the
+# service at URL reports GAUGE >= 1 on its /metrics, i.e. until the
+# collector has subscribed to its publisher: metrics published before that
+# are dropped (no_subscriber).
+bench_wait_subscribed() {
+	local url=$1 gauge=$2 pid=$3 log=$4 what=$5 deadline=$((SECONDS + 30))
+	until (($(bench_fmt '%.0f' "$(curl -fsS --max-time 5 "$url/metrics" | bench_metric "$gauge")") >= 1)); do
+		bench_alive "$pid" "$log" "$what"
+		((SECONDS < deadline)) || am_die "$what: its publisher did not connect to the collector at $COLLECTOR_BUS"
+		sleep 0.1
+	done
+}
+
+# bench_gateway_start OLLAMA_URL: athena-gateway with default settings on a
+# free port in front of OLLAMA_URL, publishing to the collector, once it is
+# ready and subscribed to; sets GW_PID, GW_URL and GW_LOG.
+# shellcheck disable=SC2034 # GW_* are for the caller
+bench_gateway_start() {
+	bench_port
+	GW_URL=http://127.0.0.1:$BENCH_PORT
+	GW_LOG=$BENCH_TMP/gateway.log
+	bench_bg "$GW_LOG" env LISTEN_ADDR="127.0.0.1:$BENCH_PORT" OLLAMA_URL="$1" \
+		METRICS_BUS_URLS="$COLLECTOR_BUS" LOG_LEVEL=warn "$BENCH_BIN/athena-gateway"
+	GW_PID=$BENCH_BG_PID
+	bench_wait_http "$GW_URL/ready" "$GW_PID" "$GW_LOG"
+	bench_wait_subscribed "$GW_URL" athena_gateway_bus_subscribers "$GW_PID" "$GW_LOG" "the gateway"
+	bench_log "athena-gateway pid $GW_PID on $GW_URL (default settings), publishing to $COLLECTOR_BUS"
+}
+
 # bench_nginx_start DIR PORT HTTP_CONF SERVER_CONF: write DIR/nginx.conf
 # (2 workers, no access log, keep-alive for as long as the client wants,
 # temporary files under DIR) with HTTP_CONF inside its http {} block and one
@@ -760,14 +817,7 @@ bench_admin_start() {
 
 # bench_admin_alive: die, with its exit status and the end of its log, when
 # the admin-api is gone.
-bench_admin_alive() {
-	kill -0 "$ADMIN_PID" 2>/dev/null && return 0
-	local status=0
-	wait "$ADMIN_PID" || status=$?
-	tail -n 20 "$ADMIN_LOG" >&2
-	((status <= 128)) || status="$status (signal $((status - 128)))"
-	am_die "the admin-api died (exit status $status)"
-}
+bench_admin_alive() { bench_alive "$ADMIN_PID" "$ADMIN_LOG" "the admin-api"; }
 
 # bench_rollups_settle [TIMEOUT_S]: with a schema that has hourly rollups
 # (llm_metric_rollup_dirty lists the hours to redo), wait until the
