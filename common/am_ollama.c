@@ -56,8 +56,10 @@ void *am_curl_easy_new(void)
      * With no proxy variable in the environment, say so once: libcurl would
      * otherwise look for them again on every call.
      */
-    if (!proxy_in_environment)
+    if (!proxy_in_environment) {
         curl_easy_setopt(h, CURLOPT_PROXY, "");
+        curl_easy_setopt(h, CURLOPT_NOPROXY, ""); /* nor for no_proxy */
+    }
     return h;
 }
 

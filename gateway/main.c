@@ -101,6 +101,12 @@ int main(int argc, char **argv)
         .timeout_s = (unsigned)timeout_s + 30,
         .external_loop = true,
         .max_conns = (unsigned)((max_conns + loops - 1) / loops),
+        /*
+         * Headers only (bodies are copied out as they come): 16 KiB holds
+         * any OpenAI client's, and libmicrohttpd clears the whole pool for
+         * every request on a kept-alive connection.
+         */
+        .conn_memory = 16 << 10,
     };
     for (int i = 0; i < (int)loops; i++) {
         opt.share_listener = http[0];
