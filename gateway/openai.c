@@ -25,9 +25,12 @@ static int fail(char *err, char *param, size_t errlen, const char *field, const 
  * The request is read with yajl's event parser, without building a tree:
  * the fields Ollama gets are written into buffers as the parser passes
  * them, everything else is skipped, and the checks then run in a fixed
- * order (model, messages, stream, stream_options, n, temperature, top_p,
- * max_tokens, seed, stop), so that a body with several faults is answered
- * with the same one whatever the order of its fields.
+ * order (model, messages, stream, stream_options, n, response_format,
+ * temperature, top_p, frequency_penalty, presence_penalty, max_tokens,
+ * seed, stop), so that a body with several faults is answered with the
+ * same one whatever the order of its fields. A JSON schema
+ * (response_format.json_schema.schema) is the one value passed on as it
+ * is: its text is copied from the body.
  */
 enum rq_kind { V_ABSENT, V_NULL, V_BOOL, V_INT, V_REAL, V_STRING, V_OBJECT, V_ARRAY };
 
@@ -52,6 +55,9 @@ enum rq_field {
     F_MAX_COMPLETION_TOKENS,
     F_SEED,
     F_STOP,
+    F_FREQUENCY_PENALTY,
+    F_PRESENCE_PENALTY,
+    F_RESPONSE_FORMAT,
     F_NFIELDS
 };
 
@@ -67,22 +73,68 @@ static const char *const rq_fields[F_NFIELDS] = {
     [F_MAX_COMPLETION_TOKENS] = "max_completion_tokens",
     [F_SEED] = "seed",
     [F_STOP] = "stop",
+    [F_FREQUENCY_PENALTY] = "frequency_penalty",
+    [F_PRESENCE_PENALTY] = "presence_penalty",
+    [F_RESPONSE_FORMAT] = "response_format",
 };
 
 /* What an open container is. */
-enum rq_ctx { C_TOP, C_MESSAGES, C_MESSAGE, C_PARTS, C_PART, C_STREAM_OPTIONS, C_STOP, C_SKIP };
+enum rq_ctx {
+    C_TOP,
+    C_MESSAGES,
+    C_MESSAGE,
+    C_PARTS,
+    C_PART,
+    C_STREAM_OPTIONS,
+    C_STOP,
+    C_RESPONSE_FORMAT,
+    C_JSON_SCHEMA,
+    C_SCHEMA, /* the schema itself: skipped, its text copied */
+    C_SKIP
+};
 
-/* Keys that matter inside a message, a content part and stream_options. */
-enum rq_inner { I_OTHER, I_ROLE, I_CONTENT, I_TYPE, I_TEXT, I_INCLUDE_USAGE };
+/*
+ * Keys that matter inside a message (role..content), a content part
+ * (text..type), response_format (type..json_schema), its json_schema
+ * (schema) and stream_options (include_usage): each object's keys are a
+ * run of this list.
+ */
+enum rq_inner {
+    I_OTHER,
+    I_ROLE,
+    I_CONTENT,
+    I_TEXT,
+    I_TYPE,
+    I_JSON_SCHEMA,
+    I_SCHEMA,
+    I_INCLUDE_USAGE
+};
 
-/* The keys read inside a message, a content part and stream_options, by their rq_inner. */
 static const char *const rq_inner_keys[] = {
     [I_ROLE] = "role",
     [I_CONTENT] = "content",
-    [I_TYPE] = "type",
     [I_TEXT] = "text",
+    [I_TYPE] = "type",
+    [I_JSON_SCHEMA] = "json_schema",
+    [I_SCHEMA] = "schema",
     [I_INCLUDE_USAGE] = "include_usage",
 };
+
+/* The run of rq_inner_keys an object of each context has; first 0: none is read. */
+static const struct {
+    enum rq_inner first, last;
+} rq_ctx_keys[C_SKIP] = {
+    [C_MESSAGE] = {I_ROLE, I_CONTENT},
+    [C_PART] = {I_TEXT, I_TYPE},
+    [C_STREAM_OPTIONS] = {I_INCLUDE_USAGE, I_INCLUDE_USAGE},
+    [C_RESPONSE_FORMAT] = {I_TYPE, I_JSON_SCHEMA},
+    [C_JSON_SCHEMA] = {I_SCHEMA, I_SCHEMA},
+};
+
+/* response_format.type */
+enum rq_format { RF_ABSENT, RF_BAD, RF_TEXT, RF_JSON_OBJECT, RF_JSON_SCHEMA };
+static const char *const rq_formats[] = {
+    [RF_TEXT] = "text", [RF_JSON_OBJECT] = "json_object", [RF_JSON_SCHEMA] = "json_schema"};
 
 #define RQ_MAX_DEPTH 8 /* deeper containers are only skipped */
 
@@ -90,13 +142,14 @@ static const char *const roles[] = {"system", "user", "assistant", "tool", NULL}
 
 struct rq_scan {
     struct am_json_parse json;
+    const char *body;
     int depth; /* containers open */
     enum rq_ctx ctx[RQ_MAX_DEPTH + 1];
-    bool not_object;       /* the body is JSON but not an object */
-    enum rq_field field;   /* the top-level field whose value comes next */
-    enum rq_inner inner;   /* the inner key whose value comes next */
-    unsigned seen;         /* top-level fields met, by bit */
-    unsigned options_seen; /* stream_options' include_usage met (bit) */
+    bool not_object;             /* the body is JSON but not an object */
+    enum rq_field field;         /* the top-level field whose value comes next */
+    enum rq_inner inner;         /* the inner key whose value comes next */
+    unsigned seen;               /* top-level fields met, by bit */
+    unsigned inner_seen[C_SKIP]; /* keys met in the open object of each context (bits) */
     struct rq_value v[F_NFIELDS];
     /* "model" */
     char model[256];
@@ -108,17 +161,19 @@ struct rq_scan {
     bool bad_msg_role;  /* its role is bad (else its content) */
     bool bad_msg_parts; /* its content is an array with a part that is not text */
     /* the message being read */
-    unsigned msg_seen; /* role, content met (bits) */
-    int role;          /* index in roles, -1: none or unknown */
+    int role; /* index in roles, -1: none or unknown */
     enum rq_kind content_kind;
     bool content_bad;
     struct am_buf content; /* escaped text, without the quotes */
     /* the content part being read */
-    unsigned part_seen;
     bool part_type_text, part_text, part_bad;
     /* stream_options.include_usage */
     enum rq_kind include_usage_kind;
     bool include_usage;
+    /* "response_format" */
+    enum rq_format format;
+    enum rq_kind json_schema_kind;
+    size_t schema_from, schema_to; /* the schema's text in the body; to 0: none */
     /* "stop": the strings, escaped and comma-separated */
     struct am_buf stop;
     size_t nstop;
@@ -163,7 +218,7 @@ static void rq_message_end(struct rq_scan *sc, bool is_object)
 
 static void rq_message_begin(struct rq_scan *sc)
 {
-    sc->msg_seen = 0;
+    sc->inner_seen[C_MESSAGE] = 0;
     sc->role = -1;
     sc->content_kind = V_ABSENT;
     sc->content_bad = false;
@@ -207,7 +262,9 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
             sc->nstop = 1;
         }
         if (kind == V_OBJECT)
-            return f == F_STREAM_OPTIONS ? C_STREAM_OPTIONS : C_SKIP;
+            return f == F_STREAM_OPTIONS    ? C_STREAM_OPTIONS
+                   : f == F_RESPONSE_FORMAT ? C_RESPONSE_FORMAT
+                                            : C_SKIP;
         if (kind == V_ARRAY)
             return f == F_MESSAGES ? C_MESSAGES : f == F_STOP ? C_STOP : C_SKIP;
         return C_SKIP;
@@ -240,7 +297,7 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
     }
     case C_PARTS:
         if (kind == V_OBJECT) {
-            sc->part_seen = 0;
+            sc->inner_seen[C_PART] = 0;
             sc->part_type_text = sc->part_text = sc->part_bad = false;
             return C_PART;
         }
@@ -270,6 +327,31 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
         }
         sc->inner = I_OTHER;
         return C_SKIP;
+    case C_RESPONSE_FORMAT: {
+        enum rq_inner k = sc->inner;
+        sc->inner = I_OTHER;
+        if (k == I_TYPE) {
+            sc->format = RF_BAD;
+            for (int f = RF_TEXT; text && f <= RF_JSON_SCHEMA; f++)
+                if (strlen(rq_formats[f]) == len && !memcmp(rq_formats[f], s, len))
+                    sc->format = (enum rq_format)f;
+        } else if (k == I_JSON_SCHEMA) {
+            sc->json_schema_kind = kind;
+            if (kind == V_OBJECT)
+                return C_JSON_SCHEMA;
+        }
+        return C_SKIP;
+    }
+    case C_JSON_SCHEMA: {
+        enum rq_inner k = sc->inner;
+        sc->inner = I_OTHER;
+        if (k == I_SCHEMA && kind == V_OBJECT) {
+            /* yajl has just read the '{'. */
+            sc->schema_from = yajl_get_bytes_consumed(sc->json.parser) - 1;
+            return C_SCHEMA;
+        }
+        return C_SKIP;
+    }
     case C_STOP:
         if (!text) {
             sc->stop_bad = true;
@@ -340,6 +422,12 @@ static int rq_close(struct rq_scan *sc)
     enum rq_ctx c = rq_top(sc);
     if (--sc->depth == 0)
         am_json_value_end(&sc->json);
+    if (c == C_SCHEMA) {
+        /* yajl has just read the '}'. */
+        size_t to = yajl_get_bytes_consumed(sc->json.parser);
+        if (sc->body[sc->schema_from] == '{' && sc->body[to - 1] == '}')
+            sc->schema_to = to;
+    }
     if (c == C_MESSAGE) {
         rq_message_end(sc, true);
     } else if (c == C_PART) {
@@ -377,31 +465,21 @@ static int rq_map_key(void *ctx, const unsigned char *key, size_t len)
     }
     sc->field = F_OTHER;
     sc->inner = I_OTHER;
+    enum rq_ctx at = rq_top(sc);
     int k;
-    switch (rq_top(sc)) {
-    case C_TOP:
+    if (at == C_TOP) {
         k = am_json_key(&sc->json, rq_fields, F_MODEL, F_NFIELDS - 1, &sc->seen, key, len);
         if (k >= 0)
             sc->field = (enum rq_field)k;
-        break;
-    case C_MESSAGE:
-        k = am_json_key(&sc->json, rq_inner_keys, I_ROLE, I_CONTENT, &sc->msg_seen, key, len);
-        break;
-    case C_PART:
-        k = am_json_key(&sc->json, rq_inner_keys, I_TYPE, I_TEXT, &sc->part_seen, key, len);
-        break;
-    case C_STREAM_OPTIONS:
-        k = am_json_key(&sc->json, rq_inner_keys, I_INCLUDE_USAGE, I_INCLUDE_USAGE,
-                        &sc->options_seen, key, len);
-        break;
-    default:
+    } else if (at != C_SKIP && rq_ctx_keys[at].first) {
+        k = am_json_key(&sc->json, rq_inner_keys, rq_ctx_keys[at].first, rq_ctx_keys[at].last,
+                        &sc->inner_seen[at], key, len);
+        if (k >= 0)
+            sc->inner = (enum rq_inner)k;
+    } else {
         return 1;
     }
-    if (k == AM_JSON_KEY_TWICE)
-        return 0;
-    if (k >= 0 && rq_top(sc) != C_TOP)
-        sc->inner = (enum rq_inner)k;
-    return 1;
+    return k != AM_JSON_KEY_TWICE;
 }
 
 static const yajl_callbacks rq_callbacks = {
@@ -480,7 +558,7 @@ static int number(const struct rq_value *v, const char *key, double min, double 
 int gw_parse_request(const char *body, size_t len, const gw_models *models, struct gw_request *out,
                      char *err, char *param, size_t errlen)
 {
-    struct rq_scan sc = {.bad_msg = -1};
+    struct rq_scan sc = {.bad_msg = -1, .body = body};
     struct am_buf b;
     int rc = AM_EINVAL, options = 0;
     char msg[256];
@@ -556,8 +634,35 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         goto out;
     }
 
+    const struct rq_value *rf = &sc.v[F_RESPONSE_FORMAT];
+    if (present(rf)) {
+        if (rf->kind != V_OBJECT || sc.format == RF_ABSENT || sc.format == RF_BAD) {
+            fail(err, param, errlen, "response_format.type",
+                 "%sresponse_format.type must be text, json_object or json_schema", NULL);
+            goto out;
+        }
+        if (sc.format == RF_JSON_SCHEMA && !sc.schema_to) {
+            fail(err, param, errlen, "response_format.json_schema",
+                 "%sresponse_format.json_schema must be an object with a JSON schema object "
+                 "in schema",
+                 NULL);
+            goto out;
+        }
+        /* Ollama's "format": "json", or the schema the answer must follow. */
+        if (sc.format == RF_JSON_OBJECT && am_buf_lit(&b, ",\"format\":\"json\""))
+            goto oom;
+        if (sc.format == RF_JSON_SCHEMA &&
+            (am_buf_lit(&b, ",\"format\":") ||
+             am_buf_append(&b, body + sc.schema_from, sc.schema_to - sc.schema_from)))
+            goto oom;
+    }
+
     if (number(&sc.v[F_TEMPERATURE], "temperature", 0, 2, &b, &options, err, param, errlen) ||
-        number(&sc.v[F_TOP_P], "top_p", 0, 1, &b, &options, err, param, errlen))
+        number(&sc.v[F_TOP_P], "top_p", 0, 1, &b, &options, err, param, errlen) ||
+        number(&sc.v[F_FREQUENCY_PENALTY], "frequency_penalty", -2, 2, &b, &options, err, param,
+               errlen) ||
+        number(&sc.v[F_PRESENCE_PENALTY], "presence_penalty", -2, 2, &b, &options, err, param,
+               errlen))
         goto fail;
     bool completion = sc.v[F_MAX_COMPLETION_TOKENS].kind != V_ABSENT;
     const char *tok_key = completion ? "max_completion_tokens" : "max_tokens";

@@ -37,6 +37,7 @@ struct sim_gen {
     long long seed;
     char *stop[SIM_MAX_STOP];
     size_t nstop;
+    bool json; /* "format" asked for JSON: the answer is one JSON object */
 
     /* What the prompt contributes: its size, its hash and a few of its words. */
     long long prompt_words;
@@ -177,7 +178,8 @@ static int parse_options(sim_gen *g, json_t *opts, char *err, size_t errlen)
         g->seed = json_integer_value(v);
     }
     /* Sampling options are checked for their type and otherwise ignored: the answer is fixed. */
-    static const char *const numbers[] = {"temperature", "top_p", "top_k", "repeat_penalty"};
+    static const char *const numbers[] = {
+        "temperature", "top_p", "top_k", "repeat_penalty", "frequency_penalty", "presence_penalty"};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         v = json_object_get(opts, numbers[i]);
         if (v && !json_is_null(v) && !json_is_number(v)) {
@@ -273,6 +275,15 @@ int sim_gen_parse(enum sim_api api, const char *body, size_t len, sim_gen **out,
     if (rc)
         goto out;
     rc = AM_EINVAL;
+    /* Ollama's "format": "json", or a JSON schema; "" or null: plain text. */
+    json_t *format = json_object_get(root, "format");
+    if (format && !json_is_null(format) && !json_is_object(format) &&
+        !(json_is_string(format) &&
+          (!strcmp(json_string_value(format), "json") || !json_string_length(format)))) {
+        fail(err, errlen, "invalid format: expected \"json\" or a JSON schema");
+        goto out;
+    }
+    g->json = json_is_object(format) || (json_is_string(format) && json_string_length(format));
 
     if (api == SIM_API_CHAT) {
         rc = parse_messages(g, json_object_get(root, "messages"), err, errlen);
@@ -377,6 +388,31 @@ static int build_answer(sim_gen *g, long long n, uint64_t seed)
     return AM_OK;
 }
 
+/* A JSON answer: the text becomes {"text":"..."}, the first token opening it, the last closing. */
+static int wrap_json(sim_gen *g)
+{
+    static const char head[] = "{\"text\":\"", tail[] = "\"}";
+    if (g->ntok == 0)
+        return AM_OK;
+    struct am_buf b;
+    am_buf_init(&b, g->content.max + sizeof head + sizeof tail);
+    int rc = am_buf_append(&b, head, sizeof head - 1);
+    if (!rc && g->content.len)
+        rc = am_buf_append(&b, g->content.data, g->content.len);
+    if (!rc)
+        rc = am_buf_append(&b, tail, sizeof tail - 1);
+    if (rc) {
+        am_buf_free(&b);
+        return rc == AM_EFULL ? AM_ENOMEM : rc;
+    }
+    am_buf_free(&g->content);
+    g->content = b;
+    for (long long i = 0; i < g->ntok; i++)
+        g->ends[i] += sizeof head - 1;
+    g->ends[g->ntok - 1] += sizeof tail - 1;
+    return AM_OK;
+}
+
 /* Cuts the answer where the first stop string begins; the stop string is not sent. */
 static void apply_stop(sim_gen *g)
 {
@@ -418,6 +454,8 @@ int sim_gen_start(sim_gen *g, const struct sim_plan *plan, int64_t start_ns)
     uint64_t seed_state = (uint64_t)(g->has_seed ? g->seed : plan->seed);
     uint64_t seed = g->prompt_hash ^ splitmix64(&seed_state);
     int rc = build_answer(g, n, seed);
+    if (!rc && g->json)
+        rc = wrap_json(g);
     if (rc)
         return rc;
     apply_stop(g);

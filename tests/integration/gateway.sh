@@ -232,4 +232,25 @@ gateway_start gw-models OLLAMA_URL="$SIM_URL" GATEWAY_MODEL_MAP="house-model=mis
 models=$(curl -fs "$GATEWAY/v1/models")
 jq -e '.object == "list" and ([.data[].id] | index("phi3:mini") and index("gpt-4") and index("house-model"))' \
 	<<<"$models" >/dev/null || am_fail "/v1/models: $models"
+# 8. JSON mode reaches Ollama: response_format json_object and json_schema
+# give an answer that is one JSON object (the simulator answers
+# {"text": ...} when Ollama's "format" is set), plain and streamed; the
+# penalties are forwarded as numbers (the simulator refuses anything else).
+sim_start json SIM_TOKENS_PER_SECOND=1000 SIM_TTFT_MS=0 SIM_ANSWER_TOKENS=8
+gateway_start gw-json OLLAMA_URL="$SIM_URL" METRICS_ENABLED=false
+for rf in '{"type":"json_object"}' \
+	'{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object","properties":{"text":{"type":"string"}}}}}'; do
+	out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"response_format\":$rf,\"frequency_penalty\":0.5,\"presence_penalty\":-0.5}")
+	am_assert_eq "response_format $rf: status" 200 "$(http_status "$out")"
+	http_body "$out" | jq -e '.choices[0].message.content | fromjson | .text | length > 0' >/dev/null ||
+		am_fail "response_format $rf: the answer is not a JSON object: $(http_body "$out")"
+done
+out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"stream\":true,\"response_format\":{\"type\":\"json_object\"}}" -N)
+am_assert_eq "streamed JSON mode: status" 200 "$(http_status "$out")"
+http_body "$out" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' |
+	jq -sje '[.[].choices[0].delta.content // empty] | join("") | fromjson | .text' >/dev/null ||
+	am_fail "streamed JSON mode: the deltas do not make one JSON object"
+out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"response_format\":{\"type\":\"xml\"}}")
+am_assert_eq "unknown response_format: status" 400 "$(http_status "$out")"
+am_assert_eq "unknown response_format: param" response_format.type "$(http_body "$out" | jq -r .error.param)"
 echo "ok: gateway plain, streamed, failed and measured"

@@ -152,6 +152,25 @@ seeded=$(post /api/chat "${chat_body%\}},\"stream\":false,\"options\":{\"seed\":
 ct=$(curl -sS -o /dev/null -D - -X POST -H 'X-Sim-Answer-Tokens: 1' -H 'X-Sim-TTFT-Ms: 0' \
 	-d "$chat_body" "$SIM/api/chat" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Tt]ype: //p')
 am_assert_eq "stream content type" "application/x-ndjson" "$ct"
+# "format": "json" or a schema makes the answer one JSON object, streamed too;
+# anything else is refused as Ollama refuses it.
+fast=(-H 'X-Sim-Answer-Tokens: 6' -H 'X-Sim-TTFT-Ms: 0' -H 'X-Sim-Tokens-Per-Second: 1000')
+for format in '"json"' '{"type":"object","properties":{"text":{"type":"string"}}}'; do
+	resp=$(post /api/chat "${chat_body%\}},\"stream\":false,\"format\":$format}" "${fast[@]}")
+	am_assert_eq "format $format: status" 200 "$(status_of "$resp")"
+	body_of "$resp" | jq -e '.message.content | fromjson | .text | length > 0' >/dev/null ||
+		am_fail "format $format: the answer is not a JSON object: $(body_of "$resp")"
+	am_assert_eq "format $format: tokens" 6 "$(body_of "$resp" | jq '.eval_count')"
+done
+out=$AM_TEST_TMP/format.ndjson
+am_assert_eq "streamed format: curl exit" 0 "$(stream /api/chat "${chat_body%\}},\"format\":\"json\"}" "$out" "${fast[@]}")"
+lines_of "$out" | jq -sje '[.[] | .message.content] | join("") | fromjson | .text' >/dev/null ||
+	am_fail "streamed format: the tokens do not make one JSON object: $(head -c 600 "$out")"
+resp=$(post /api/chat "${chat_body%\}},\"stream\":false,\"format\":\"yaml\"}" "${fast[@]}")
+am_assert_eq "format yaml: status" 400 "$(status_of "$resp")"
+body_of "$resp" | jq -e '.error | test("invalid format")' >/dev/null || am_fail "format yaml: $(body_of "$resp")"
+resp=$(post /api/chat "${chat_body%\}},\"stream\":false,\"options\":{\"frequency_penalty\":\"x\"}}" "${fast[@]}")
+am_assert_eq "frequency_penalty not a number: status" 400 "$(status_of "$resp")"
 
 # --- generate ----------------------------------------------------------------
 gen_body='{"model":"llama3.1:8b","prompt":"Name three colours of the evening sky"}'

@@ -296,6 +296,80 @@ static void test_json_faults_are_invalid_json_with_a_position(void **state)
     parse_bad("{\n  \"model\": tru\n}", "", "invalid JSON at line 2");
 }
 
+#define HI "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+static void test_json_mode_penalties_and_a_schema_reach_ollama(void **state)
+{
+    struct gw_request r;
+    /* json_object is Ollama's "format": "json" */
+    json_t *o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_object\"},"
+                         "\"frequency_penalty\":0.5,\"presence_penalty\":-1}",
+                         &r);
+    assert_string_equal(r.ollama_body,
+                        "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                        "\"stream\":false,\"format\":\"json\",\"options\":{\"frequency_penalty\":"
+                        "0.5,\"presence_penalty\":-1}}");
+    json_decref(o);
+    gw_request_free(&r);
+
+    /* json_schema: the schema is Ollama's "format", as it was written, whatever its keys */
+    const char *schema = "{ \"type\": \"object\",\"properties\":{\"room\":{\"type\":\"string\","
+                         "\"enum\":[\"a\\\"b\",\"\\u00e9\"]}},\"required\":[\"room\"],"
+                         "\"x\":{\"type\":1,\"schema\":{}}}";
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"response_format\":{\"json_schema\":{\"name\":\"r\",\"schema\":%s,"
+             "\"strict\":true},\"type\":\"json_schema\"},\"model\":\"x\"," HI "}",
+             schema);
+    o = parse_ok(body, &r);
+    const char *at = strstr(r.ollama_body, ",\"format\":");
+    assert_non_null(at);
+    assert_memory_equal(at + 10, schema, strlen(schema));
+    assert_string_equal(at + 10 + strlen(schema), "}");
+    json_t *format = json_object_get(o, "format");
+    assert_true(json_is_object(format));
+    assert_string_equal(
+        json_string_value(json_array_get(
+            json_object_get(json_object_get(json_object_get(format, "properties"), "room"), "enum"),
+            1)),
+        "\xc3\xa9");
+    json_decref(o);
+    gw_request_free(&r);
+
+    /* text is what Ollama does anyway: no format */
+    o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\"}}", &r);
+    assert_null(json_object_get(o, "format"));
+    json_decref(o);
+    gw_request_free(&r);
+}
+
+static void test_bad_response_formats_and_penalties_name_the_field(void **state)
+{
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":\"json\"}", "response_format.type",
+              "text, json_object or json_schema");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{}}", "response_format.type",
+              "json_schema");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"yaml\"}}",
+              "response_format.type", "json_object");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\"}}",
+              "response_format.json_schema", "JSON schema object");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
+              "\"json_schema\":{\"schema\":true}}}",
+              "response_format.json_schema", "JSON schema object");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
+              "\"json_schema\":{\"name\":\"s\"}}}",
+              "response_format.json_schema", "schema");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\",\"type\":\"text\"}}",
+              "", "duplicate object key");
+    parse_bad("{\"model\":\"x\"," HI ",\"frequency_penalty\":3}", "frequency_penalty",
+              "between -2 and 2");
+    parse_bad("{\"model\":\"x\"," HI ",\"presence_penalty\":\"high\"}", "presence_penalty",
+              "between -2 and 2");
+    /* response_format comes before temperature in the fixed order */
+    parse_bad("{\"model\":\"x\"," HI ",\"temperature\":9,\"response_format\":{\"type\":1}}",
+              "response_format.type", "json_object");
+}
+
 static void test_escapes_depth_and_an_empty_stop_list(void **state)
 {
     struct gw_request r;
@@ -341,6 +415,8 @@ int main(void)
         cmocka_unit_test(test_the_first_fault_in_a_fixed_order_is_the_one_reported),
         cmocka_unit_test(test_json_faults_are_invalid_json_with_a_position),
         cmocka_unit_test(test_escapes_depth_and_an_empty_stop_list),
+        cmocka_unit_test(test_json_mode_penalties_and_a_schema_reach_ollama),
+        cmocka_unit_test(test_bad_response_formats_and_penalties_name_the_field),
         cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
         cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
         cmocka_unit_test(test_text_needing_escapes_survives_both_directions),
