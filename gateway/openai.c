@@ -172,7 +172,7 @@ struct rq_scan {
     bool include_usage;
     /* "response_format" */
     enum rq_format format;
-    enum rq_kind json_schema_kind;
+    enum rq_kind json_schema_kind, schema_kind;
     size_t schema_from, schema_to; /* the schema's text in the body; to 0: none */
     /* "stop": the strings, escaped and comma-separated */
     struct am_buf stop;
@@ -345,6 +345,8 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
     case C_JSON_SCHEMA: {
         enum rq_inner k = sc->inner;
         sc->inner = I_OTHER;
+        if (k == I_SCHEMA)
+            sc->schema_kind = kind;
         if (k == I_SCHEMA && kind == V_OBJECT) {
             /* yajl has just read the '{'. */
             sc->schema_from = yajl_get_bytes_consumed(sc->json.parser) - 1;
@@ -636,22 +638,35 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
 
     const struct rq_value *rf = &sc.v[F_RESPONSE_FORMAT];
     if (present(rf)) {
-        if (rf->kind != V_OBJECT || sc.format == RF_ABSENT || sc.format == RF_BAD) {
+        if (rf->kind != V_OBJECT) {
+            fail(err, param, errlen, "response_format",
+                 "%sresponse_format must be an object with a type", NULL);
+            goto out;
+        }
+        if (sc.format == RF_ABSENT || sc.format == RF_BAD) {
             fail(err, param, errlen, "response_format.type",
                  "%sresponse_format.type must be text, json_object or json_schema", NULL);
             goto out;
         }
-        if (sc.format == RF_JSON_SCHEMA && !sc.schema_to) {
+        if (sc.format == RF_JSON_SCHEMA && sc.json_schema_kind != V_OBJECT) {
             fail(err, param, errlen, "response_format.json_schema",
-                 "%sresponse_format.json_schema must be an object with a JSON schema object "
-                 "in schema",
-                 NULL);
+                 "%sresponse_format.json_schema must be an object", NULL);
             goto out;
         }
-        /* Ollama's "format": "json", or the schema the answer must follow. */
-        if (sc.format == RF_JSON_OBJECT && am_buf_lit(&b, ",\"format\":\"json\""))
+        if (sc.format == RF_JSON_SCHEMA && sc.schema_kind != V_ABSENT && sc.schema_kind != V_NULL &&
+            !sc.schema_to) {
+            fail(err, param, errlen, "response_format.json_schema.schema",
+                 "%sresponse_format.json_schema.schema must be a JSON schema object", NULL);
+            goto out;
+        }
+        /*
+         * Ollama's "format": "json", or the schema the answer must follow
+         * (a json_schema without one asks for JSON all the same).
+         */
+        if ((sc.format == RF_JSON_OBJECT || (sc.format == RF_JSON_SCHEMA && !sc.schema_to)) &&
+            am_buf_lit(&b, ",\"format\":\"json\""))
             goto oom;
-        if (sc.format == RF_JSON_SCHEMA &&
+        if (sc.format == RF_JSON_SCHEMA && sc.schema_to &&
             (am_buf_lit(&b, ",\"format\":") ||
              am_buf_append(&b, body + sc.schema_from, sc.schema_to - sc.schema_from)))
             goto oom;

@@ -454,11 +454,11 @@ int sim_gen_start(sim_gen *g, const struct sim_plan *plan, int64_t start_ns)
     uint64_t seed_state = (uint64_t)(g->has_seed ? g->seed : plan->seed);
     uint64_t seed = g->prompt_hash ^ splitmix64(&seed_state);
     int rc = build_answer(g, n, seed);
-    if (!rc && g->json)
-        rc = wrap_json(g);
     if (rc)
         return rc;
-    apply_stop(g);
+    apply_stop(g); /* on the text: a stop string does not cut into the JSON around it */
+    if (g->json && (rc = wrap_json(g)))
+        return rc;
 
     g->start_ns = start_ns;
     g->ttft_ns = plan->ttft_ms * 1000000;

@@ -166,6 +166,11 @@ out=$AM_TEST_TMP/format.ndjson
 am_assert_eq "streamed format: curl exit" 0 "$(stream /api/chat "${chat_body%\}},\"format\":\"json\"}" "$out" "${fast[@]}")"
 lines_of "$out" | jq -sje '[.[] | .message.content] | join("") | fromjson | .text' >/dev/null ||
 	am_fail "streamed format: the tokens do not make one JSON object: $(head -c 600 "$out")"
+# A stop string cuts the text inside the object, not the object.
+resp=$(post /api/chat "${chat_body%\}},\"stream\":false,\"format\":\"json\",\"options\":{\"stop\":[\".\",\"text\"]}}" \
+	-H 'X-Sim-Answer-Tokens: 30' -H 'X-Sim-TTFT-Ms: 0' -H 'X-Sim-Tokens-Per-Second: 1000')
+body_of "$resp" | jq -e '.message.content | fromjson | .text | length > 0 and (contains(".") | not)' >/dev/null ||
+	am_fail "format with stop: $(body_of "$resp")"
 resp=$(post /api/chat "${chat_body%\}},\"stream\":false,\"format\":\"yaml\"}" "${fast[@]}")
 am_assert_eq "format yaml: status" 400 "$(status_of "$resp")"
 body_of "$resp" | jq -e '.error | test("invalid format")' >/dev/null || am_fail "format yaml: $(body_of "$resp")"

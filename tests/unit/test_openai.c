@@ -336,6 +336,14 @@ static void test_json_mode_penalties_and_a_schema_reach_ollama(void **state)
     json_decref(o);
     gw_request_free(&r);
 
+    /* a json_schema without a schema (OpenAI's is optional) asks for JSON all the same */
+    o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
+                 "\"json_schema\":{\"name\":\"n\",\"schema\":null}}}",
+                 &r);
+    assert_string_equal(json_string_value(json_object_get(o, "format")), "json");
+    json_decref(o);
+    gw_request_free(&r);
+
     /* text is what Ollama does anyway: no format */
     o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\"}}", &r);
     assert_null(json_object_get(o, "format"));
@@ -345,20 +353,20 @@ static void test_json_mode_penalties_and_a_schema_reach_ollama(void **state)
 
 static void test_bad_response_formats_and_penalties_name_the_field(void **state)
 {
-    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":\"json\"}", "response_format.type",
-              "text, json_object or json_schema");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":\"json\"}", "response_format",
+              "an object with a type");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{}}", "response_format.type",
               "json_schema");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"yaml\"}}",
               "response_format.type", "json_object");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\"}}",
-              "response_format.json_schema", "JSON schema object");
+              "response_format.json_schema", "must be an object");
+    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
+              "\"json_schema\":[]}}",
+              "response_format.json_schema", "must be an object");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
               "\"json_schema\":{\"schema\":true}}}",
-              "response_format.json_schema", "JSON schema object");
-    parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_schema\","
-              "\"json_schema\":{\"name\":\"s\"}}}",
-              "response_format.json_schema", "schema");
+              "response_format.json_schema.schema", "JSON schema object");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\",\"type\":\"text\"}}",
               "", "duplicate object key");
     parse_bad("{\"model\":\"x\"," HI ",\"frequency_penalty\":3}", "frequency_penalty",
