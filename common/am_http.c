@@ -488,6 +488,20 @@ int am_http_defer(struct am_http_response *resp, am_http_deferred **out)
     return AM_OK;
 }
 
+int am_http_deferred_fd(am_http_deferred *d)
+{
+    int fd = -1;
+    pthread_mutex_lock(&d->mu);
+    if (d->suspended && !d->replied && !d->finished) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(d->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            fd = ci->connect_fd;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return fd;
+}
+
 void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r)
 {
     pthread_mutex_lock(&d->mu);

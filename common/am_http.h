@@ -184,7 +184,8 @@ void am_http_stream_release(am_http_stream *s);
  * am_http_defer and returns; the connection is suspended until
  * am_http_deferred_reply hands in the response, from any thread. Only for
  * a server with a pool of threads (not thread_per_connection). A client
- * that disconnects meanwhile is not noticed until the reply. am_http_stop
+ * that disconnects meanwhile is not noticed until the reply, unless the
+ * caller watches its socket (am_http_deferred_fd). am_http_stop
  * ends every connection still waiting (with a 503 when a server thread
  * gets to it first, else by closing it); a reply that comes after that is
  * dropped.
@@ -204,6 +205,14 @@ int am_http_defer(struct am_http_response *resp, am_http_deferred **out);
  * Thread-safe.
  */
 void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r);
+
+/*
+ * The client's socket while d waits suspended for its reply, else -1: to
+ * watch, on the server's own thread (an external loop's), for a client
+ * that leaves before the reply. The server does not watch a suspended
+ * connection; a watcher must let go of the socket before it replies.
+ */
+int am_http_deferred_fd(am_http_deferred *d);
 
 /* Splits "host:port" into a host (copied to host, hostlen bytes) and a port. */
 int am_http_parse_addr(const char *addr, char *host, size_t hostlen, int *port);

@@ -36,8 +36,9 @@
 #define MAX_EVENTS      256 /* epoll events taken per wake-up */
 
 /* epoll tags of the loop's own descriptors; a libcurl socket's tag is the socket. */
-#define TAG_HTTP ((uint64_t)1 << 32)
-#define TAG_WAKE ((uint64_t)2 << 32)
+#define TAG_HTTP   ((uint64_t)1 << 32)
+#define TAG_WAKE   ((uint64_t)2 << 32)
+#define TAG_CLIENT ((uint64_t)3 << 32) /* | the client's socket */
 
 struct gw_loop {
     pthread_t thread;
@@ -56,6 +57,8 @@ struct gw_loop {
     int64_t tick_due_ns; /* the next look for paused transfers */
     uint8_t *sock;       /* S_* flags by socket */
     size_t nsock;
+    struct gw_job **watched; /* the job whose client a socket is, by socket */
+    size_t nwatched;
     void *spare[MAX_SPARE];
     int nspare;
 };
@@ -190,6 +193,76 @@ static void put_spare(gw_loop *l, void *easy)
         curl_easy_cleanup(easy);
 }
 
+/* Watches the client of a job that has run GW_WATCH_MS, if it has one (see gw_job.client_fd). */
+static void watch(gw_loop *l, struct gw_job *job)
+{
+    int fd = job->client_fd(job);
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= l->nwatched) {
+        size_t n = l->nwatched ? l->nwatched : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct gw_job **t = realloc(l->watched, n * sizeof *t);
+        if (!t)
+            return;
+        memset(t + l->nwatched, 0, (n - l->nwatched) * sizeof *t);
+        l->watched = t;
+        l->nwatched = n;
+    }
+    /* Only the end of the client's side: a pipelined request is not a departure. */
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = TAG_CLIENT | (uint32_t)fd};
+    if (l->watched[fd] || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+        job->client_fd = NULL; /* cannot be watched: not tried again */
+        return;
+    }
+    l->watched[fd] = job;
+    job->watch_fd = fd;
+}
+
+static void unwatch(gw_loop *l, struct gw_job *job)
+{
+    if (job->watch_fd < 0)
+        return;
+    (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, job->watch_fd, NULL);
+    l->watched[job->watch_fd] = NULL;
+    job->watch_fd = -1;
+}
+
+void gw_job_unwatch(struct gw_job *job)
+{
+    if (job->loop)
+        unwatch(job->loop, job);
+    job->client_fd = NULL;
+}
+
+static void finish_job(gw_loop *l, struct gw_job *job, int curl_code);
+
+/*
+ * Events on watched client sockets: a client whose side has ended (the
+ * socket reads as closed, or fails) has left, and its transfer ends.
+ */
+static void client_events(gw_loop *l, const struct epoll_event *ev, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if ((ev[i].data.u64 & ~(uint64_t)UINT32_MAX) != TAG_CLIENT)
+            continue;
+        int fd = (int)(uint32_t)ev[i].data.u64;
+        struct gw_job *job = (size_t)fd < l->nwatched ? l->watched[fd] : NULL;
+        if (!job)
+            continue; /* ended earlier in this pass */
+        char c;
+        ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+            /* Half-closed with a request still unread: it may still read the answer. */
+            gw_job_unwatch(job);
+            continue;
+        }
+        job->client_left = true;
+        finish_job(l, job, CURLE_ABORTED_BY_CALLBACK);
+    }
+}
+
 static void start_job(gw_loop *l, struct gw_job *job)
 {
     void *easy = l->nspare > 0 ? l->spare[--l->nspare] : am_curl_easy_new();
@@ -213,6 +286,10 @@ static void start_job(gw_loop *l, struct gw_job *job)
         return;
     }
     job->easy = easy;
+    job->loop = l;
+    job->watch_fd = -1;
+    job->client_left = false;
+    job->started_ns = am_clock_mono_ns();
     job->prev = NULL;
     job->next = l->running;
     if (l->running)
@@ -223,6 +300,7 @@ static void start_job(gw_loop *l, struct gw_job *job)
 static void finish_job(gw_loop *l, struct gw_job *job, int curl_code)
 {
     void *easy = job->easy;
+    unwatch(l, job);
     curl_multi_remove_handle(l->multi, easy);
     if (job->prev)
         job->prev->next = job->next;
@@ -317,6 +395,7 @@ static void *loop_main(void *arg)
         /* The answers of the calls that ended, and streams' new events, go out in this same pass.
          */
         run_transfers(l, ev, nev);
+        client_events(l, ev, nev);
         if (l->http && am_http_pending(l->http))
             am_http_run(l->http);
 
@@ -326,8 +405,13 @@ static void *loop_main(void *arg)
             for (struct gw_job *job = l->running, *next; job; job = next) {
                 next = job->next; /* finish_job unlinks job */
                 int cc = job->wants_tick && job->tick ? job->tick(job) : 0;
-                if (cc)
+                if (cc) {
                     finish_job(l, job, cc);
+                    continue;
+                }
+                if (job->client_fd && job->watch_fd < 0 &&
+                    now - job->started_ns >= (int64_t)GW_WATCH_MS * 1000000)
+                    watch(l, job);
             }
             l->tick_due_ns = now + (int64_t)TICK_MS * 1000000;
         }
@@ -495,6 +579,7 @@ void gw_loop_free(gw_loop *l)
     close(l->ep);
     close(l->wake);
     free(l->sock);
+    free(l->watched);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }

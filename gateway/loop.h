@@ -5,6 +5,7 @@
 #include "am_http.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct gw_loop gw_loop;
 
@@ -31,10 +32,30 @@ struct gw_job {
      * done follows at once.
      */
     int (*tick)(struct gw_job *job);
-    bool wants_tick;            /* set and cleared by the owner, on the loop's thread */
+    bool wants_tick; /* set and cleared by the owner, on the loop's thread */
+    /*
+     * May be NULL. The socket of the client waiting for the job's answer,
+     * or -1 (none, or no longer). Once the transfer has run for
+     * GW_WATCH_MS the loop watches it: a client that leaves ends the
+     * transfer (done follows with CURLE_ABORTED_BY_CALLBACK and
+     * client_left set), instead of Ollama generating an answer nobody
+     * reads. An owner that answers while the transfer runs (a stream's
+     * first token) calls gw_job_unwatch first.
+     */
+    int (*client_fd)(struct gw_job *job);
+    bool client_left;           /* set by the loop */
     void *easy;                 /* the transfer's handle while it runs (for curl_easy_pause) */
     struct gw_job *prev, *next; /* the loop's */
+    gw_loop *loop;              /* the loop's */
+    int64_t started_ns;         /* the loop's */
+    int watch_fd;               /* the loop's: the client socket watched, -1: none */
 };
+
+/* How long a transfer runs before its client's socket is watched. */
+#define GW_WATCH_MS 100
+
+/* Stops watching the job's client, for good; on the loop's thread. */
+void gw_job_unwatch(struct gw_job *job);
 
 /* A loop, not yet running. On success *out owns it; free with gw_loop_free. */
 int gw_loop_new(gw_loop **out);

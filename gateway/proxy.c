@@ -291,6 +291,7 @@ static int call_tick(struct gw_job *job)
 static int open_stream(struct call *c)
 {
     struct am_http_response r = {0};
+    gw_job_unwatch(&c->job); /* from now on a write finds a client that left */
     if (am_http_reply_stream(&r, 200, "text/event-stream", STREAM_MAX, &c->stream) != AM_OK) {
         reply_bad_request(&r, 503, "out of memory", NULL);
         reply_deferred(c->proxy, &c->deferred, &r);
@@ -379,6 +380,8 @@ static void stream_done(struct call *c)
 static void plain_done(struct call *c)
 {
     struct am_http_response r = {0};
+    if (c->client_gone)
+        snprintf(c->res.error_type, sizeof c->res.error_type, "client_closed");
     publish(c);
     if (c->rc != AM_OK) {
         reply_failure(c, &r);
@@ -390,6 +393,13 @@ static void plain_done(struct call *c)
         r.body_len = r.body ? strlen(r.body) : 0;
     }
     reply_deferred(c->proxy, &c->deferred, &r);
+}
+
+/* The socket of the client still waiting for the call's answer, or -1. */
+static int call_client_fd(struct gw_job *job)
+{
+    struct call *c = (struct call *)job;
+    return c->deferred ? am_http_deferred_fd(c->deferred) : -1;
 }
 
 static int call_start(struct gw_job *job, void *easy)
@@ -415,6 +425,8 @@ static void call_done(struct gw_job *job, int curl_code)
         snprintf(c->res.error_type, sizeof c->res.error_type, "internal");
         snprintf(c->res.error, sizeof c->res.error, "the call could not be started");
     }
+    if (c->job.client_left)
+        c->client_gone = true; /* before the answer: nobody waits for it */
     if (stream)
         stream_done(c);
     else
@@ -499,6 +511,7 @@ static void chat_completions(gw_proxy *p, gw_loop *loop, const struct am_http_re
     c->job.start = call_start;
     c->job.done = call_done;
     c->job.tick = call_tick;
+    c->job.client_fd = call_client_fd;
     /* From here the call belongs to the loop. */
     gw_loop_submit(loop, &c->job);
 }

@@ -253,4 +253,24 @@ http_body "$out" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' |
 out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"response_format\":{\"type\":\"xml\"}}")
 am_assert_eq "unknown response_format: status" 400 "$(http_status "$out")"
 am_assert_eq "unknown response_format: param" response_format.type "$(http_body "$out" | jq -r .error.param)"
+# 9. A client that leaves before its answer begins ends the call to Ollama
+# too, plain or streamed: the simulator would take 30 s to the first token,
+# each client leaves after 1 s, and soon no call runs (the gateway watches a
+# waiting client's socket once its call has run 100 ms). Both are measured.
+sim_start waiting SIM_TTFT_MS=30000
+gateway_start gw-watch OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+am_wait_for "gw-watch connected to the collector" 30 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_bus_subscribers 1'"
+for stream in false true; do
+	curl -s --max-time 1 -H 'Content-Type: application/json' -H "X-Request-Id: req-gone-$stream" \
+		-d "{\"model\":\"phi3:mini\",$msgs,\"stream\":$stream}" "$GATEWAY/v1/chat/completions" \
+		>/dev/null || true
+done
+am_wait_for "no call running once the clients left" 10 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_calls 0'"
+gone() { [[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE request_id LIKE 'req-gone-%'") == 2 ]]; }
+am_wait_for "both calls measured" 30 gone
+am_assert_eq "clients that left: measured, the calls ended early" $'error|client_closed|t\nerror|client_closed|t' \
+	"$(am_psql "SELECT status, error_type, latency_seconds < 5 FROM llm_performance_metric
+	  WHERE request_id LIKE 'req-gone-%' ORDER BY request_id")"
 echo "ok: gateway plain, streamed, failed and measured"
