@@ -593,6 +593,9 @@ int am_ollama_xfer_end(am_ollama_xfer *st, int curl_code)
         set_error(res, "timeout", "no complete answer within %ld ms", st->timeout_ms);
     } else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
         set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
+    } else if (cc == CURLE_ABORTED_BY_CALLBACK && !st->failed) {
+        /* Ended by the caller (its client left, or shutdown), not by the backend. */
+        set_error(res, "aborted", "the call was ended before its answer");
     } else if (cc != CURLE_OK && !st->failed) {
         set_error(res, "backend_unavailable", "%s", curl_easy_strerror(cc));
     } else if (cc == CURLE_OK && res->http_status != 200) {
@@ -603,8 +606,9 @@ int am_ollama_xfer_end(am_ollama_xfer *st, int curl_code)
     }
     if (res->error_type[0]) {
         rc = AM_EIO;
-        AM_LOG_REQ(AM_LOG_WARN, call->request_id, "ollama %s: %s: %s", call->path, res->error_type,
-                   res->error);
+        bool aborted = !strcmp(res->error_type, "aborted");
+        AM_LOG_REQ(aborted ? AM_LOG_INFO : AM_LOG_WARN, call->request_id, "ollama %s: %s: %s",
+                   call->path, res->error_type, res->error);
     }
     xfer_free(st);
     return rc;

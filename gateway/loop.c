@@ -210,7 +210,7 @@ static void watch(gw_loop *l, struct gw_job *job)
         l->watched = t;
         l->nwatched = n;
     }
-    /* Only the end of the client's side: a pipelined request is not a departure. */
+    /* The end of the client's side only: a request it sends meanwhile is no departure. */
     struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = TAG_CLIENT | (uint32_t)fd};
     if (l->watched[fd] || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
         job->client_fd = NULL; /* cannot be watched: not tried again */
@@ -254,7 +254,10 @@ static void client_events(gw_loop *l, const struct epoll_event *ev, int n)
         char c;
         ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
         if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
-            /* Half-closed with a request still unread: it may still read the answer. */
+            /*
+             * Its side ended with bytes not yet read by the server (sent
+             * after the request was suspended): left alone, not watched again.
+             */
             gw_job_unwatch(job);
             continue;
         }

@@ -204,6 +204,10 @@ static void reply_failure(struct call *c, struct am_http_response *resp)
     const char *code = r->error_type;
     if (!strcmp(r->error_type, "timeout")) {
         status = 504;
+    } else if (!strcmp(r->error_type, "client_closed")) {
+        /* Nobody reads it; counted as nginx logs it, not as a server fault. */
+        status = 499;
+        type = "client_closed";
     } else if (!strcmp(r->error_type, "http_404")) {
         status = 404;
         type = "invalid_request_error";
@@ -212,8 +216,10 @@ static void reply_failure(struct call *c, struct am_http_response *resp)
         status = 400;
         type = "invalid_request_error";
     }
-    char *body =
-        gw_error_json(r->error[0] ? r->error : "the model backend failed", type, NULL, code);
+    const char *msg = status == 499 ? "the client closed the connection"
+                      : r->error[0] ? r->error
+                                    : "the model backend failed";
+    char *body = gw_error_json(msg, type, NULL, code);
     free(resp->body);
     resp->status = status;
     resp->content_type = "application/json";

@@ -273,4 +273,10 @@ am_wait_for "both calls measured" 30 gone
 am_assert_eq "clients that left: measured, the calls ended early" $'error|client_closed|t\nerror|client_closed|t' \
 	"$(am_psql "SELECT status, error_type, latency_seconds < 5 FROM llm_performance_metric
 	  WHERE request_id LIKE 'req-gone-%' ORDER BY request_id")"
+# Their answers, which nobody read, are 499s (as nginx counts them), not 5xx.
+prom=$(curl -fs "$GATEWAY/metrics")
+am_assert_eq "clients that left: 4xx responses" 2 \
+	"$(awk '/^athena_gateway_responses_total\{code="4xx"\}/ { print $2 }' <<<"$prom")"
+am_assert_eq "clients that left: no 5xx response" 0 \
+	"$(awk '/^athena_gateway_responses_total\{code="5xx"\}/ { print $2 }' <<<"$prom")"
 echo "ok: gateway plain, streamed, failed and measured"
