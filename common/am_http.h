@@ -210,7 +210,8 @@ void am_http_deferred_reply(am_http_deferred *d, struct am_http_response *r);
  * The client's socket while d waits suspended for its reply, else -1: to
  * watch, on the server's own thread (an external loop's), for a client
  * that leaves before the reply. The server does not watch a suspended
- * connection; a watcher must let go of the socket before it replies.
+ * connection; a watcher must let go of the socket before it replies, and
+ * before am_http_stop (which resumes every waiting connection).
  */
 int am_http_deferred_fd(am_http_deferred *d);
 
