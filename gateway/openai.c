@@ -27,7 +27,7 @@ static int fail(char *err, char *param, size_t errlen, const char *field, const 
  * them, everything else is skipped, and the checks then run in a fixed
  * order (model, messages, stream, stream_options, n, response_format,
  * temperature, top_p, frequency_penalty, presence_penalty, max_tokens,
- * seed, stop), so that a body with several faults is answered with the
+ * seed, stop, user), so that a body with several faults is answered with the
  * same one whatever the order of its fields. A JSON schema
  * (response_format.json_schema.schema) is the one value passed on as it
  * is: its text is copied from the body.
@@ -58,6 +58,7 @@ enum rq_field {
     F_FREQUENCY_PENALTY,
     F_PRESENCE_PENALTY,
     F_RESPONSE_FORMAT,
+    F_USER,
     F_NFIELDS
 };
 
@@ -76,6 +77,7 @@ static const char *const rq_fields[F_NFIELDS] = {
     [F_FREQUENCY_PENALTY] = "frequency_penalty",
     [F_PRESENCE_PENALTY] = "presence_penalty",
     [F_RESPONSE_FORMAT] = "response_format",
+    [F_USER] = "user",
 };
 
 /* What an open container is. */
@@ -154,6 +156,8 @@ struct rq_scan {
     /* "model" */
     char model[256];
     size_t model_len;
+    char user[129]; /* "user", when a string that fits */
+    bool user_long; /* "user" is a string too long for it */
     /* "messages": each one written out as it ends, until the first bad one. */
     struct am_buf msgs;
     size_t nmsgs;
@@ -257,6 +261,12 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
             sc->model_len = len;
             memcpy(sc->model, s, len < sizeof sc->model ? len : sizeof sc->model - 1);
             sc->model[len < sizeof sc->model ? len : sizeof sc->model - 1] = '\0';
+        } else if (f == F_USER && text) {
+            sc->user_long = len >= sizeof sc->user;
+            if (!sc->user_long) {
+                memcpy(sc->user, s, len);
+                sc->user[len] = '\0';
+            }
         } else if (f == F_STOP && text) {
             rq_alloc(sc, am_buf_json_string(&sc->stop, (const char *)s, len));
             sc->nstop = 1;
@@ -709,6 +719,14 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
         if (option_key(&b, &options, "stop") || am_buf_lit(&b, "[") ||
             am_buf_append(&b, sc.stop.data, sc.stop.len) || am_buf_lit(&b, "]"))
             goto oom;
+    }
+    const struct rq_value *user = &sc.v[F_USER];
+    if (present(user)) {
+        if (user->kind != V_STRING || sc.user_long) {
+            fail(err, param, errlen, "user", "%suser must be a string of at most 128 bytes", NULL);
+            goto out;
+        }
+        snprintf(out->user, sizeof out->user, "%s", sc.user);
     }
     if ((options && am_buf_lit(&b, "}")) || am_buf_lit(&b, "}"))
         goto oom;

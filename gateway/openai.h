@@ -14,6 +14,7 @@ struct gw_request {
     char model[256];           /* the Ollama model it maps to */
     bool stream;
     bool include_usage; /* stream_options.include_usage */
+    char user[129];     /* OpenAI's end-user id ("user"), "" when absent */
     char *ollama_body;  /* the /api/chat request; freed by gw_request_free */
 };
 

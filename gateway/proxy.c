@@ -490,6 +490,9 @@ static void chat_completions(gw_proxy *p, gw_loop *loop, const struct am_http_re
         call_free(c);
         return;
     }
+    /* OpenAI's "user" stands in for an X-User-Id the client did not send. */
+    if (!c->user_id[0] && c->req.user[0])
+        snprintf(c->user_id, sizeof c->user_id, "%s", c->req.user);
     bool stream = c->req.stream;
     const char *why = admit(p, stream);
     if (why) {

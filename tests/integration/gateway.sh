@@ -253,6 +253,18 @@ http_body "$out" | sed -n 's/^data: //p' | grep -v '^\[DONE\]$' |
 out=$(chat "{\"model\":\"phi3:mini\",$msgs,\"response_format\":{\"type\":\"xml\"}}")
 am_assert_eq "unknown response_format: status" 400 "$(http_status "$out")"
 am_assert_eq "unknown response_format: param" response_format.type "$(http_body "$out" | jq -r .error.param)"
+# OpenAI's "user" is the metric's user_id when no X-User-Id header says otherwise.
+gateway_start gw-user OLLAMA_URL="$SIM_URL" METRICS_BUS_URLS="$COLLECTOR_BUS"
+am_wait_for "gw-user connected to the collector" 30 \
+	bash -c "curl -fs '$GATEWAY/metrics' | grep -q '^athena_gateway_bus_subscribers 1'"
+chat "{\"model\":\"phi3:mini\",$msgs,\"user\":\"body-user\"}" -H 'X-Request-Id: req-user-body' >/dev/null
+chat "{\"model\":\"phi3:mini\",$msgs,\"user\":\"body-user\"}" -H 'X-Request-Id: req-user-header' \
+	-H 'X-User-Id: header-user' >/dev/null
+users() { [[ $(am_psql "SELECT count(*) FROM llm_performance_metric WHERE request_id LIKE 'req-user-%'") == 2 ]]; }
+am_wait_for "both user calls measured" 30 users
+am_assert_eq "user_id from the body's user, unless X-User-Id says" $'header-user\nbody-user' \
+	"$(am_psql "SELECT user_id FROM llm_performance_metric WHERE request_id LIKE 'req-user-%' ORDER BY request_id DESC")"
+
 # 9. A client that leaves before its answer begins ends the call to Ollama
 # too, plain or streamed: the simulator would take 30 s to the first token,
 # each client leaves after 1 s, and soon no call runs (the gateway watches a

@@ -344,6 +344,13 @@ static void test_json_mode_penalties_and_a_schema_reach_ollama(void **state)
     json_decref(o);
     gw_request_free(&r);
 
+    /* OpenAI's end-user id is kept for the metric, not sent to Ollama */
+    o = parse_ok("{\"model\":\"x\"," HI ",\"user\":\"user-42\"}", &r);
+    assert_string_equal(r.user, "user-42");
+    assert_null(json_object_get(o, "user"));
+    json_decref(o);
+    gw_request_free(&r);
+
     /* text is what Ollama does anyway: no format */
     o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\"}}", &r);
     assert_null(json_object_get(o, "format"));
@@ -369,6 +376,15 @@ static void test_bad_response_formats_and_penalties_name_the_field(void **state)
               "response_format.json_schema.schema", "JSON schema object");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\",\"type\":\"text\"}}",
               "", "duplicate object key");
+    char user[256];
+    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0129d\"}", 7);
+    parse_bad(user, "user", "at most 128 bytes");
+    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0128d\"}", 7);
+    struct gw_request r;
+    json_decref(parse_ok(user, &r));
+    assert_int_equal(strlen(r.user), 128);
+    gw_request_free(&r);
+    parse_bad("{\"model\":\"x\"," HI ",\"user\":42}", "user", "a string");
     parse_bad("{\"model\":\"x\"," HI ",\"frequency_penalty\":3}", "frequency_penalty",
               "between -2 and 2");
     parse_bad("{\"model\":\"x\"," HI ",\"presence_penalty\":\"high\"}", "presence_penalty",
