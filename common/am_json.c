@@ -65,20 +65,26 @@ int am_json_refuse(struct am_json_parse *p, const char *why)
     return 0;
 }
 
+int am_json_name(const char *const *names, int first, int last, const unsigned char *s, size_t len)
+{
+    for (int k = first; k <= last; k++)
+        if (strlen(names[k]) == len && !memcmp(names[k], s, len))
+            return k;
+    return -1;
+}
+
 int am_json_key(struct am_json_parse *p, const char *const *names, int first, int last,
                 unsigned *seen, const unsigned char *key, size_t len)
 {
-    for (int k = first; k <= last; k++) {
-        if (strlen(names[k]) != len || memcmp(names[k], key, len))
-            continue;
-        if (*seen & (1u << k)) {
-            am_json_refuse(p, "duplicate object key");
-            return AM_JSON_KEY_TWICE;
-        }
-        *seen |= 1u << k;
-        return k;
+    int k = am_json_name(names, first, last, key, len);
+    if (k < 0)
+        return AM_JSON_KEY_OTHER;
+    if (*seen & (1u << k)) {
+        am_json_refuse(p, "duplicate object key");
+        return AM_JSON_KEY_TWICE;
     }
-    return AM_JSON_KEY_OTHER;
+    *seen |= 1u << k;
+    return k;
 }
 
 const char *am_json_parse(struct am_json_parse *p, const yajl_callbacks *cb, void *ctx,

@@ -38,6 +38,9 @@ int am_json_refuse(struct am_json_parse *p, const char *why);
  * AM_JSON_KEY_OTHER: none of them. AM_JSON_KEY_TWICE: one already met in
  * this object, and the text is refused (the callback returns 0).
  */
+/* Which of names[first..last] the len bytes at s are; -1: none. */
+int am_json_name(const char *const *names, int first, int last, const unsigned char *s, size_t len);
+
 #define AM_JSON_KEY_OTHER (-1)
 #define AM_JSON_KEY_TWICE (-2)
 int am_json_key(struct am_json_parse *p, const char *const *names, int first, int last,

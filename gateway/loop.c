@@ -55,10 +55,8 @@ struct gw_loop {
     struct gw_job *running;
     int64_t curl_due_ns; /* when libcurl wants its timeout action; -1: no timer */
     int64_t tick_due_ns; /* the next look for paused transfers */
-    uint8_t *sock;       /* S_* flags by socket */
-    size_t nsock;
-    struct gw_job **watched; /* the job whose client a socket is, by socket */
-    size_t nwatched;
+    struct fd_slot *fds; /* by descriptor */
+    size_t nfds;
     void *spare[MAX_SPARE];
     int nspare;
 };
@@ -79,23 +77,37 @@ enum {
     S_OWNED = 16, /* opened through on_open; on_close will see it closed */
 };
 
-/* The state of socket s, the table grown to hold it; NULL when it cannot grow. */
-static uint8_t *sock_state(gw_loop *l, curl_socket_t s)
+/* What the loop knows of a descriptor: a libcurl socket's S_* flags, or the job whose waiting
+ * client it is. */
+struct fd_slot {
+    uint8_t sock;
+    struct gw_job *client_of;
+};
+
+/* The slot of descriptor fd, the table grown to hold it; NULL when it cannot grow. */
+static struct fd_slot *fd_slot(gw_loop *l, int fd)
 {
-    if (s < 0)
+    if (fd < 0)
         return NULL;
-    if ((size_t)s >= l->nsock) {
-        size_t n = l->nsock ? l->nsock : 256;
-        while (n <= (size_t)s)
+    if ((size_t)fd >= l->nfds) {
+        size_t n = l->nfds ? l->nfds : 256;
+        while (n <= (size_t)fd)
             n *= 2;
-        uint8_t *t = realloc(l->sock, n);
+        struct fd_slot *t = realloc(l->fds, n * sizeof *t);
         if (!t)
             return NULL;
-        memset(t + l->nsock, 0, n - l->nsock);
-        l->sock = t;
-        l->nsock = n;
+        memset(t + l->nfds, 0, (n - l->nfds) * sizeof *t);
+        l->fds = t;
+        l->nfds = n;
     }
-    return &l->sock[s];
+    return &l->fds[fd];
+}
+
+/* The state of libcurl's socket s; NULL when the table cannot grow. */
+static uint8_t *sock_state(gw_loop *l, curl_socket_t s)
+{
+    struct fd_slot *slot = fd_slot(l, s);
+    return slot ? &slot->sock : NULL;
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: a new socket for a connection to Ollama. */
@@ -114,8 +126,8 @@ static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_so
 static int on_close(void *clientp, curl_socket_t s)
 {
     gw_loop *l = clientp;
-    if (s >= 0 && (size_t)s < l->nsock)
-        l->sock[s] = 0;
+    if (s >= 0 && (size_t)s < l->nfds)
+        l->fds[s].sock = 0;
     return close(s);
 }
 
@@ -199,24 +211,16 @@ static void watch(gw_loop *l, struct gw_job *job)
     int fd = job->client_fd(job);
     if (fd < 0)
         return;
-    if ((size_t)fd >= l->nwatched) {
-        size_t n = l->nwatched ? l->nwatched : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        struct gw_job **t = realloc(l->watched, n * sizeof *t);
-        if (!t)
-            return;
-        memset(t + l->nwatched, 0, (n - l->nwatched) * sizeof *t);
-        l->watched = t;
-        l->nwatched = n;
-    }
+    struct fd_slot *slot = fd_slot(l, fd);
+    if (!slot)
+        return;
     /* The end of the client's side only: a request it sends meanwhile is no departure. */
     struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = TAG_CLIENT | (uint32_t)fd};
-    if (l->watched[fd] || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+    if (slot->client_of || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
         job->client_fd = NULL; /* cannot be watched: not tried again */
         return;
     }
-    l->watched[fd] = job;
+    slot->client_of = job;
     job->watch_fd = fd;
 }
 
@@ -225,7 +229,7 @@ static void unwatch(gw_loop *l, struct gw_job *job)
     if (job->watch_fd < 0)
         return;
     (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, job->watch_fd, NULL);
-    l->watched[job->watch_fd] = NULL;
+    l->fds[job->watch_fd].client_of = NULL;
     job->watch_fd = -1;
 }
 
@@ -248,7 +252,7 @@ static void client_events(gw_loop *l, const struct epoll_event *ev, int n)
         if ((ev[i].data.u64 & ~(uint64_t)UINT32_MAX) != TAG_CLIENT)
             continue;
         int fd = (int)(uint32_t)ev[i].data.u64;
-        struct gw_job *job = (size_t)fd < l->nwatched ? l->watched[fd] : NULL;
+        struct gw_job *job = (size_t)fd < l->nfds ? l->fds[fd].client_of : NULL;
         if (!job)
             continue; /* ended earlier in this pass */
         char c;
@@ -340,13 +344,13 @@ static void run_transfers(gw_loop *l, const struct epoll_event *ev, int n)
         if (ev[i].data.u64 >= TAG_HTTP)
             continue;
         curl_socket_t s = (curl_socket_t)ev[i].data.u64;
-        if ((size_t)s < l->nsock && (l->sock[s] & (S_SET | S_WANTED)) == S_SET) {
+        if ((size_t)s < l->nfds && (l->fds[s].sock & (S_SET | S_WANTED)) == S_SET) {
             /*
              * A cached connection that Ollama closed, or wrote to unasked:
              * libcurl finds out when it next takes it.
              */
             (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
-            l->sock[s] &= S_OWNED;
+            l->fds[s].sock &= S_OWNED;
             continue;
         }
         int mask = 0;
@@ -581,8 +585,7 @@ void gw_loop_free(gw_loop *l)
     curl_multi_cleanup(l->multi);
     close(l->ep);
     close(l->wake);
-    free(l->sock);
-    free(l->watched);
+    free(l->fds);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }

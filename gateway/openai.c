@@ -140,7 +140,8 @@ static const char *const rq_formats[] = {
 
 #define RQ_MAX_DEPTH 8 /* deeper containers are only skipped */
 
-static const char *const roles[] = {"system", "user", "assistant", "tool", NULL};
+static const char *const roles[] = {"system", "user", "assistant", "tool"};
+#define NROLES ((int)(sizeof roles / sizeof roles[0]))
 
 struct rq_scan {
     struct am_json_parse json;
@@ -156,8 +157,8 @@ struct rq_scan {
     /* "model" */
     char model[256];
     size_t model_len;
-    char user[129]; /* "user", when a string that fits */
-    bool user_long; /* "user" is a string too long for it */
+    char user[129]; /* "user" */
+    size_t user_len;
     /* "messages": each one written out as it ends, until the first bad one. */
     struct am_buf msgs;
     size_t nmsgs;
@@ -184,6 +185,15 @@ struct rq_scan {
     bool stop_bad;
     int alloc_rc; /* a buffer was full or out of memory */
 };
+
+/* A string value kept in out (cap bytes, cut short if longer); returns its whole length. */
+static size_t copy_text(char *out, size_t cap, const unsigned char *s, size_t len)
+{
+    size_t n = len < cap ? len : cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return len;
+}
 
 static enum rq_ctx rq_top(const struct rq_scan *sc)
 {
@@ -258,15 +268,9 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
         v->i = i;
         v->d = d;
         if (f == F_MODEL && text) {
-            sc->model_len = len;
-            memcpy(sc->model, s, len < sizeof sc->model ? len : sizeof sc->model - 1);
-            sc->model[len < sizeof sc->model ? len : sizeof sc->model - 1] = '\0';
+            sc->model_len = copy_text(sc->model, sizeof sc->model, s, len);
         } else if (f == F_USER && text) {
-            sc->user_long = len >= sizeof sc->user;
-            if (!sc->user_long) {
-                memcpy(sc->user, s, len);
-                sc->user[len] = '\0';
-            }
+            sc->user_len = copy_text(sc->user, sizeof sc->user, s, len);
         } else if (f == F_STOP && text) {
             rq_alloc(sc, am_buf_json_string(&sc->stop, (const char *)s, len));
             sc->nstop = 1;
@@ -290,9 +294,8 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
         enum rq_inner k = sc->inner;
         sc->inner = I_OTHER;
         if (k == I_ROLE) {
-            for (int r = 0; text && roles[r]; r++)
-                if (strlen(roles[r]) == len && !memcmp(roles[r], s, len))
-                    sc->role = r;
+            if (text)
+                sc->role = am_json_name(roles, 0, NROLES - 1, s, len);
         } else if (k == I_CONTENT) {
             sc->content_kind = kind;
             if (text) {
@@ -341,10 +344,8 @@ static enum rq_ctx rq_value(struct rq_scan *sc, enum rq_kind kind, const unsigne
         enum rq_inner k = sc->inner;
         sc->inner = I_OTHER;
         if (k == I_TYPE) {
-            sc->format = RF_BAD;
-            for (int f = RF_TEXT; text && f <= RF_JSON_SCHEMA; f++)
-                if (strlen(rq_formats[f]) == len && !memcmp(rq_formats[f], s, len))
-                    sc->format = (enum rq_format)f;
+            int f = text ? am_json_name(rq_formats, RF_TEXT, RF_JSON_SCHEMA, s, len) : -1;
+            sc->format = f < 0 ? RF_BAD : (enum rq_format)f;
         } else if (k == I_JSON_SCHEMA) {
             sc->json_schema_kind = kind;
             if (kind == V_OBJECT)
@@ -670,16 +671,16 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
             goto out;
         }
         /*
-         * Ollama's "format": "json", or the schema the answer must follow
-         * (a json_schema without one asks for JSON all the same).
+         * Ollama's "format": the schema the answer must follow, or "json"
+         * (a json_schema without a schema asks for JSON all the same).
          */
-        if ((sc.format == RF_JSON_OBJECT || (sc.format == RF_JSON_SCHEMA && !sc.schema_to)) &&
-            am_buf_lit(&b, ",\"format\":\"json\""))
+        if (sc.format == RF_JSON_SCHEMA && sc.schema_to) {
+            if (am_buf_lit(&b, ",\"format\":") ||
+                am_buf_append(&b, body + sc.schema_from, sc.schema_to - sc.schema_from))
+                goto oom;
+        } else if (sc.format != RF_TEXT && am_buf_lit(&b, ",\"format\":\"json\"")) {
             goto oom;
-        if (sc.format == RF_JSON_SCHEMA && sc.schema_to &&
-            (am_buf_lit(&b, ",\"format\":") ||
-             am_buf_append(&b, body + sc.schema_from, sc.schema_to - sc.schema_from)))
-            goto oom;
+        }
     }
 
     if (number(&sc.v[F_TEMPERATURE], "temperature", 0, 2, &b, &options, err, param, errlen) ||
@@ -722,7 +723,7 @@ int gw_parse_request(const char *body, size_t len, const gw_models *models, stru
     }
     const struct rq_value *user = &sc.v[F_USER];
     if (present(user)) {
-        if (user->kind != V_STRING || sc.user_long) {
+        if (user->kind != V_STRING || sc.user_len >= sizeof out->user) {
             fail(err, param, errlen, "user", "%suser must be a string of at most 128 bytes", NULL);
             goto out;
         }

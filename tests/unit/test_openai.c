@@ -344,10 +344,11 @@ static void test_json_mode_penalties_and_a_schema_reach_ollama(void **state)
     json_decref(o);
     gw_request_free(&r);
 
-    /* OpenAI's end-user id is kept for the metric, not sent to Ollama */
-    o = parse_ok("{\"model\":\"x\"," HI ",\"user\":\"user-42\"}", &r);
-    assert_string_equal(r.user, "user-42");
-    assert_null(json_object_get(o, "user"));
+    /* json_object asks for JSON, whatever json_schema says */
+    o = parse_ok("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"json_object\","
+                 "\"json_schema\":{\"schema\":{\"type\":\"object\"}}}}",
+                 &r);
+    assert_string_equal(json_string_value(json_object_get(o, "format")), "json");
     json_decref(o);
     gw_request_free(&r);
 
@@ -376,15 +377,6 @@ static void test_bad_response_formats_and_penalties_name_the_field(void **state)
               "response_format.json_schema.schema", "JSON schema object");
     parse_bad("{\"model\":\"x\"," HI ",\"response_format\":{\"type\":\"text\",\"type\":\"text\"}}",
               "", "duplicate object key");
-    char user[256];
-    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0129d\"}", 7);
-    parse_bad(user, "user", "at most 128 bytes");
-    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0128d\"}", 7);
-    struct gw_request r;
-    json_decref(parse_ok(user, &r));
-    assert_int_equal(strlen(r.user), 128);
-    gw_request_free(&r);
-    parse_bad("{\"model\":\"x\"," HI ",\"user\":42}", "user", "a string");
     parse_bad("{\"model\":\"x\"," HI ",\"frequency_penalty\":3}", "frequency_penalty",
               "between -2 and 2");
     parse_bad("{\"model\":\"x\"," HI ",\"presence_penalty\":\"high\"}", "presence_penalty",
@@ -392,6 +384,26 @@ static void test_bad_response_formats_and_penalties_name_the_field(void **state)
     /* response_format comes before temperature in the fixed order */
     parse_bad("{\"model\":\"x\"," HI ",\"temperature\":9,\"response_format\":{\"type\":1}}",
               "response_format.type", "json_object");
+}
+
+static void test_the_end_user_id_is_kept_for_the_metric_and_checked(void **state)
+{
+    struct gw_request r;
+    /* OpenAI's end-user id is kept for the metric, not sent to Ollama */
+    json_t *o = parse_ok("{\"model\":\"x\"," HI ",\"user\":\"user-42\"}", &r);
+    assert_string_equal(r.user, "user-42");
+    assert_null(json_object_get(o, "user"));
+    json_decref(o);
+    gw_request_free(&r);
+
+    char user[256];
+    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0129d\"}", 7);
+    parse_bad(user, "user", "at most 128 bytes");
+    snprintf(user, sizeof user, "{\"model\":\"x\"," HI ",\"user\":\"%0128d\"}", 7);
+    json_decref(parse_ok(user, &r));
+    assert_int_equal(strlen(r.user), 128);
+    gw_request_free(&r);
+    parse_bad("{\"model\":\"x\"," HI ",\"user\":42}", "user", "a string");
 }
 
 static void test_escapes_depth_and_an_empty_stop_list(void **state)
@@ -441,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_escapes_depth_and_an_empty_stop_list),
         cmocka_unit_test(test_json_mode_penalties_and_a_schema_reach_ollama),
         cmocka_unit_test(test_bad_response_formats_and_penalties_name_the_field),
+        cmocka_unit_test(test_the_end_user_id_is_kept_for_the_metric_and_checked),
         cmocka_unit_test(test_completion_carries_usage_and_finish_reason),
         cmocka_unit_test(test_chunks_are_sse_events_with_the_same_id_and_created),
         cmocka_unit_test(test_text_needing_escapes_survives_both_directions),
